@@ -1,0 +1,169 @@
+"""Fixtures: app, database (SQLite by default, PostgreSQL via TEST_DATABASE_URL), clients, login.
+
+SQLite: the schema is built once into a template file and copied for each test (fast, and every
+test gets real commits). PostgreSQL: the schema is built once per run and tables are truncated
+between tests.
+"""
+import os
+import re
+import shutil
+
+import pytest
+import sqlalchemy as sa
+
+from tracker import create_app
+from tracker.extensions import db as _db
+from tracker.models import Base
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+BASE_CONFIG = {
+    "TESTING": True,
+    "TRACKER_ENV": "testing",
+    "SECRET_KEY": "test-secret-key-not-for-production",  # noqa: S105
+    # Cheap hashing in tests; one test checks the production parameters.
+    "ARGON2_TIME_COST": 1,
+    "ARGON2_MEMORY_KIB": 8,
+    "ARGON2_PARALLELISM": 1,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "HSTS": True,
+    "SESSION_COOKIE_SECURE": False,
+    "SESSION_COOKIE_NAME": "tracker_session",
+}
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"})
+    with app.app_context():
+        _db.create_all()
+        _db.engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_schema():
+    if not PG_URL:
+        return None
+    url = PG_URL
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        Base.metadata.create_all(conn)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def database_url(tmp_path, sqlite_template, pg_schema):
+    if pg_schema:
+        engine = sa.create_engine(pg_schema)
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        engine.dispose()
+        return pg_schema
+    path = tmp_path / "test.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def make_app(database_url, tmp_path):
+    apps = []
+
+    def _make(**overrides):
+        config = {**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url,
+                  "EVIDENCE_DIR": str(tmp_path / "evidence"), **overrides}
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield _make
+    for app in apps:
+        with app.app_context():
+            _db.session.remove()
+            _db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def db(app):
+    return _db
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html):
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in page"
+    return match.group(1) or match.group(2)
+
+
+class Auth:
+    """Sign in through the real form, like a browser, and keep the CSRF token for later posts."""
+
+    def __init__(self, client):
+        self.client = client
+        self.token = None
+
+    def login(self, email, password="correct horse battery staple"):  # noqa: S107
+        page = self.client.get("/login")
+        token = csrf_from(page.get_data(as_text=True))
+        response = self.client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+        home = self.client.get("/")
+        self.token = csrf_from(home.get_data(as_text=True)) if "csrf_token" in home.get_data(as_text=True) else None
+        return response
+
+    def logout(self):
+        return self.client.post("/logout", data={"csrf_token": self.token})
+
+    def post(self, url, data=None, **kwargs):
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.token)
+        return self.client.post(url, data=data, **kwargs)
+
+
+@pytest.fixture
+def auth(client):
+    return Auth(client)
+
+
+@pytest.fixture
+def count_queries(db):
+    """Count SQL statements run inside a `with count_queries() as n:` block (n.count)."""
+    from contextlib import contextmanager
+
+    class Counter:
+        count = 0
+
+    @contextmanager
+    def _count():
+        counter = Counter()
+
+        def listener(*args, **kwargs):
+            counter.count += 1
+
+        sa.event.listen(db.engine, "after_cursor_execute", listener)
+        try:
+            yield counter
+        finally:
+            sa.event.remove(db.engine, "after_cursor_execute", listener)
+
+    return _count

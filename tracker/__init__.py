@@ -1,0 +1,55 @@
+"""Consent-decree recommendation tracker: the application factory."""
+import logging
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from tracker.config import ensure_secret_key, from_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config=None):
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        instance_relative_config=False,
+        template_folder=str(ROOT / "templates"),
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(from_env(app.instance_path))
+    if config:
+        app.config.from_mapping(config)
+    ensure_secret_key(app.config, app.instance_path)
+
+    if app.config["PROXY_COUNT"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_COUNT"],
+                                x_proto=app.config["PROXY_COUNT"], x_host=app.config["PROXY_COUNT"])
+
+    from tracker import db as _engine_events  # noqa: F401  (registers SQLite pragmas)
+    from tracker import models  # noqa: F401
+    from tracker import security
+    from tracker.extensions import csrf, db, htmx, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # the server-side session row is the protection
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+
+    from tracker.views import register_blueprints
+
+    register_blueprints(app)
+    app.after_request(security.set_security_headers)
+
+    from tracker import cli, templating
+
+    cli.register(app)
+    templating.register(app)
+
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO)
+    return app

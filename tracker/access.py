@@ -1,0 +1,78 @@
+"""Who may see what. Every agency-scoped view goes through these helpers.
+
+Outside a user's memberships the answer is 404, never a hint that the thing exists.
+Inside them, a role that may not do something gets 403.
+"""
+import sqlalchemy as sa
+from flask import abort, g
+from flask_login import current_user
+
+from tracker.extensions import db
+from tracker.models import Agency, Membership, Requirement
+
+WRITE_ROLES = {"officer"}
+
+
+def memberships():
+    """The current user's memberships, loaded once per request."""
+    if "memberships" not in g:
+        if not current_user.is_authenticated:
+            g.memberships = []
+        else:
+            g.memberships = db.session.execute(
+                sa.select(Membership).where(Membership.user_id == current_user.id)
+            ).scalars().all()
+    return g.memberships
+
+
+def user_agencies():
+    """Agencies the current user can open: all for an admin, their memberships otherwise."""
+    if not current_user.is_authenticated:
+        return []
+    if current_user.is_admin:
+        return db.session.execute(sa.select(Agency).order_by(Agency.name)).scalars().all()
+    return sorted((m.agency for m in memberships()), key=lambda a: a.name)
+
+
+def role_in(agency):
+    """'admin', the membership role, or None."""
+    if not current_user.is_authenticated:
+        return None
+    if current_user.is_admin:
+        return "admin"
+    for m in memberships():
+        if m.agency_id == agency.id:
+            return m.role
+    return None
+
+
+def agency_or_404(slug, roles=None):
+    """Load an agency the current user belongs to; 404 outside scope, 403 for a role not in `roles`."""
+    agency = db.session.execute(sa.select(Agency).where(Agency.slug == slug)).scalar_one_or_none()
+    role = role_in(agency) if agency is not None else None
+    if role is None:
+        abort(404)
+    if roles is not None and role not in roles and role != "admin":
+        abort(403)
+    g.agency_role = role
+    return agency
+
+
+def get_scoped_or_404(model, object_id, agency):
+    """Load one row that belongs to `agency`; anything else (missing or another agency's) is 404."""
+    if hasattr(model, "agency_id"):
+        query = sa.select(model).where(model.id == object_id, model.agency_id == agency.id)
+    elif hasattr(model, "requirement_id"):
+        query = (sa.select(model).join(Requirement, model.requirement_id == Requirement.id)
+                 .where(model.id == object_id, Requirement.agency_id == agency.id))
+    else:
+        raise TypeError(f"{model.__name__} is not agency-scoped")
+    obj = db.session.execute(query).scalar_one_or_none()
+    if obj is None:
+        abort(404)
+    return obj
+
+
+def require_admin():
+    if not (current_user.is_authenticated and current_user.is_admin):
+        abort(404)

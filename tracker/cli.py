@@ -1,0 +1,134 @@
+"""Command-line interface: `flask --app wsgi <group> <command>`."""
+import sys
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from tracker.extensions import db
+from tracker.models import ROLES, Agency, User
+from tracker.services import accounts, audit, demo
+from tracker.services.catalog import CatalogError, load_catalog
+from tracker.services.errors import ValidationFailed
+
+catalog_cli = AppGroup("catalog", help="Recommendation catalog.")
+users_cli = AppGroup("users", help="User accounts.")
+audit_cli = AppGroup("audit", help="Audit log.")
+seed_cli = AppGroup("seed", help="Demo data.")
+
+
+def _fail(message):
+    db.session.rollback()
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+@catalog_cli.command("load")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def catalog_load(path):
+    """Validate and load a catalog file (default: seed/catalog.yaml)."""
+    path = path or str(Path(current_app.config["SEED_DIR"]) / "catalog.yaml")
+    try:
+        report = load_catalog(path)
+    except CatalogError as exc:
+        _fail(f"Catalog not loaded; nothing was changed. {len(exc.problems)} problem(s):\n{exc}")
+    db.session.commit()
+    click.echo(f"Catalog {path}: {report.summary()}.")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="admin, or a role held in --agency.")
+@click.option("--agency", "agency_slug", help="Agency slug for officer, monitor and committee roles.")
+@click.option("--name", default="", help="Display name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def users_create(email, role, agency_slug, name, password_stdin):
+    """Create a user (asks for the password unless --password-stdin)."""
+    agency = None
+    if agency_slug:
+        agency = accounts.agency_by_slug(agency_slug)
+        if agency is None:
+            _fail(f"No agency with slug '{agency_slug}'.")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = accounts.create_user(email, password, name=name, role=role, agency=agency)
+    except ValidationFailed as exc:
+        _fail("User not created: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+    db.session.commit()
+    where = f" in {agency.slug}" if agency else ""
+    click.echo(f"Created {user.email} ({role}{where}).")
+
+
+@users_cli.command("unlock")
+@click.argument("email")
+def users_unlock(email):
+    """Release an account locked after repeated failed sign-ins."""
+    user = db.session.execute(sa.select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    if user is None:
+        _fail(f"No user with email {email}.")
+    accounts.unlock_user(user)
+    db.session.commit()
+    click.echo(f"Unlocked {user.email}.")
+
+
+@users_cli.command("reset-password")
+@click.argument("email")
+def users_reset_password(email):
+    """Give a user a new random password (printed once) and end their sessions."""
+    user = db.session.execute(sa.select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    if user is None:
+        _fail(f"No user with email {email}.")
+    password = accounts.random_password()
+    accounts.set_password(user, password)
+    db.session.commit()
+    click.echo(f"New password for {user.email}: {password}")
+
+
+@users_cli.command("list")
+def users_list():
+    """List users with their roles."""
+    for user in db.session.execute(sa.select(User).order_by(User.email)).scalars():
+        roles = ["admin"] if user.is_admin else []
+        roles += [f"{m.role}@{m.agency.slug}" for m in user.memberships]
+        flags = "" if user.active else " (disabled)"
+        flags += " (locked)" if user.locked_at else ""
+        click.echo(f"{user.email}\t{', '.join(roles) or '-'}{flags}")
+
+
+@audit_cli.command("verify")
+def audit_verify():
+    """Walk the hash chain; name the first event that does not verify."""
+    checked, bad, reason = audit.verify_chain()
+    if bad is not None:
+        click.echo(f"Audit chain BROKEN at event #{bad.id} ({bad.action}, {bad.created_at:%Y-%m-%d %H:%M:%S} UTC): "
+                   f"{reason}. {checked} event(s) before it verified.", err=True)
+        sys.exit(1)
+    click.echo(f"Audit chain OK: {checked} event(s) verified.")
+
+
+@seed_cli.command("demo")
+@click.option("--force", is_flag=True, help="Load even if agencies already exist.")
+def seed_demo(force):
+    """Load the demo agency and users (only into an empty database) and print their passwords."""
+    if not force and db.session.execute(sa.select(Agency.id).limit(1)).first():
+        click.echo("Demo data not loaded: the database already has agencies.")
+        return
+    try:
+        credentials = demo.load_demo(Path(current_app.config["SEED_DIR"]) / "demo.yaml")
+    except ValidationFailed as exc:
+        _fail(f"Demo not loaded: {exc}")
+    db.session.commit()
+    click.echo("Demo data loaded. Sign in at /login with one of these accounts "
+               "(passwords are random for this installation and shown only now):")
+    for email, role, password in credentials:
+        click.echo(f"  {role:<10} {email:<32} {password}")
+
+
+def register(app):
+    for group in (catalog_cli, users_cli, audit_cli, seed_cli):
+        app.cli.add_command(group)

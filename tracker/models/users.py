@@ -1,0 +1,81 @@
+"""Users, their per-agency memberships and their server-side sessions."""
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from tracker.models.base import Base, Timestamped
+
+AGENCY_ROLES = {
+    "officer": "Compliance officer",
+    "monitor": "Monitor",
+    "committee": "Advisory-committee member",
+}
+ROLES = ("admin", *AGENCY_ROLES)
+
+
+class User(Timestamped, Base):
+    __tablename__ = "user_account"
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    email: so.Mapped[str] = so.mapped_column(sa.String(254), unique=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    password_hash: so.Mapped[str] = so.mapped_column(sa.String(255))
+    is_admin: so.Mapped[bool] = so.mapped_column(default=False)
+    active: so.Mapped[bool] = so.mapped_column(default=True)
+    failed_logins: so.Mapped[int] = so.mapped_column(default=0)
+    first_failed_at: so.Mapped[Optional[datetime]]
+    locked_at: so.Mapped[Optional[datetime]]
+    last_login_at: so.Mapped[Optional[datetime]]
+
+    memberships: so.Mapped[list["Membership"]] = so.relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    @property
+    def display_name(self):
+        return self.name or self.email
+
+    # Flask-Login protocol. The id kept in the cookie is the server-side session's id, not the
+    # user's, so revoking the session row signs the browser out.
+    is_authenticated = True
+    is_anonymous = False
+    session_token = None
+
+    def get_id(self):
+        return self.session_token
+
+    @property
+    def is_active(self):
+        return self.active
+
+
+class Membership(Timestamped, Base):
+    __tablename__ = "membership"
+    __table_args__ = (sa.UniqueConstraint("user_id", "agency_id"),)
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user_account.id"), index=True)
+    agency_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("agency.id"), index=True)
+    role: so.Mapped[str] = so.mapped_column(sa.String(16))
+
+    user: so.Mapped[User] = so.relationship(back_populates="memberships")
+    agency = so.relationship("Agency", lazy="joined")
+
+    @property
+    def role_label(self):
+        return AGENCY_ROLES.get(self.role, self.role)
+
+
+class UserSession(Base):
+    """One signed-in browser. The cookie holds only this random id, so logout really ends it."""
+
+    __tablename__ = "user_session"
+    id: so.Mapped[str] = so.mapped_column(sa.String(64), primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user_account.id"), index=True)
+    created_at: so.Mapped[datetime]
+    last_seen_at: so.Mapped[datetime]
+    revoked_at: so.Mapped[Optional[datetime]]
+    ip: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64))
+    user_agent: so.Mapped[Optional[str]] = so.mapped_column(sa.String(300))
+
+    user: so.Mapped[User] = so.relationship(lazy="joined")

@@ -1,0 +1,57 @@
+"""Response headers, session loading and the login-required gate."""
+from flask import current_app, request, session
+from flask_htmx.responses import HTMXResponseClientRedirect
+from flask_login import current_user
+
+from tracker.extensions import login_manager
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def set_security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    if current_app.config["HSTS"]:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    if not request.path.startswith("/static/"):
+        # Pages and fragments never land in a shared or back-button cache.
+        headers["Cache-Control"] = "no-store"
+        headers.add("Vary", "HX-Request")
+        headers.add("Vary", "Cookie")
+    return response
+
+
+@login_manager.user_loader
+def load_user(session_id):
+    from flask import g
+
+    from tracker.services.accounts import load_session
+
+    user_session = load_session(session_id)
+    if user_session is None:
+        session.clear()
+        return None
+    g.user_session = user_session
+    user = user_session.user
+    user.session_token = session_id
+    return user
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    from flask import flash, redirect, url_for
+
+    target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    if request.headers.get("HX-Request"):
+        # An htmx swap would otherwise put the login page inside a fragment.
+        return HTMXResponseClientRedirect(target, status=401)
+    flash("Please sign in to continue.", "info")
+    return redirect(target)

@@ -1,0 +1,242 @@
+"""Users, memberships, sign-in, lockout and server-side sessions."""
+import secrets
+from datetime import timedelta
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+
+from tracker.extensions import db
+from tracker.models import AGENCY_ROLES, ROLES, Agency, Membership, User, UserSession, utcnow
+from tracker.passwords import hash_password, needs_rehash, password_problem, verify_password
+from tracker.services import audit
+from tracker.services.errors import ValidationFailed
+
+# Verifying against a real hash for unknown users keeps their timing equal to known ones.
+_DUMMY_HASH = None
+
+
+def normalise_email(raw):
+    try:
+        return validate_email((raw or "").strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValidationFailed({"email": str(exc)}) from exc
+
+
+def create_user(email, password, *, name="", role="officer", agency=None, actor=None):
+    email = normalise_email(email)
+    errors = {}
+    if role not in ROLES:
+        errors["role"] = f"Unknown role {role!r}; choose one of {', '.join(ROLES)}."
+    if role in AGENCY_ROLES and agency is None:
+        errors["agency"] = f"The {role} role is held in an agency; give the agency."
+    problem = password_problem(password, email)
+    if problem:
+        errors["password"] = problem
+    if db.session.execute(sa.select(User.id).where(User.email == email)).first():
+        errors["email"] = f"A user with email {email} already exists."
+    if errors:
+        raise ValidationFailed(errors)
+    user = User(email=email, name=name, password_hash=hash_password(password), is_admin=(role == "admin"))
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.create", user, after={"email": email, "name": name, "role": role}, actor=actor)
+    if agency is not None and role in AGENCY_ROLES:
+        add_membership(user, agency, role, actor=actor)
+    return user
+
+
+def add_membership(user, agency, role, *, actor=None):
+    if role not in AGENCY_ROLES:
+        raise ValidationFailed({"role": f"Unknown agency role {role!r}; choose one of {', '.join(AGENCY_ROLES)}."})
+    membership = db.session.execute(
+        sa.select(Membership).where(Membership.user_id == user.id, Membership.agency_id == agency.id)
+    ).scalar_one_or_none()
+    before = None
+    if membership is None:
+        membership = Membership(user=user, agency_id=agency.id, role=role)
+        db.session.add(membership)
+    else:
+        before = {"role": membership.role}
+        membership.role = role
+    db.session.flush()
+    audit.record("membership.set", membership, before=before,
+                 after={"user": user.email, "agency": agency.slug, "role": role}, actor=actor)
+    return membership
+
+
+def remove_membership(membership, *, actor=None):
+    before = {"user_id": membership.user_id, "agency_id": membership.agency_id, "role": membership.role}
+    audit.record("membership.remove", membership, before=before, actor=actor)
+    db.session.delete(membership)
+    db.session.flush()
+
+
+class LoginRefused(Exception):
+    """Sign-in refused. The message is the same whatever the reason, to reveal nothing."""
+
+    message = "Email or password is incorrect, or the account is locked. Contact your administrator if this persists."
+
+
+def _dummy_verify(password):
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_hex(16))
+    verify_password(_DUMMY_HASH, password)
+
+
+def _is_locked(user, now):
+    if user.locked_at is None:
+        return False
+    if current_app.config["LOCKOUT_MODE"] == "timed":
+        window = timedelta(minutes=current_app.config["LOCKOUT_WINDOW_MINUTES"])
+        if now - user.locked_at >= window:
+            user.locked_at = None
+            user.failed_logins = 0
+            user.first_failed_at = None
+            return False
+    return True
+
+
+def authenticate(email, password, *, ip=None, user_agent=None):
+    """Check credentials, apply lockout, open a server-side session. Returns the UserSession."""
+    try:
+        email = normalise_email(email)
+    except ValidationFailed:
+        email = (email or "").strip().lower()[:254]
+    user = db.session.execute(sa.select(User).where(User.email == email)).scalar_one_or_none()
+    now = utcnow()
+    if user is None:
+        _dummy_verify(password)
+        audit.record("auth.login", actor_label=email, outcome="failure", object_type="user_account",
+                     after={"reason": "unknown user"})
+        raise LoginRefused()
+    ok = verify_password(user.password_hash, password)
+    locked = _is_locked(user, now)
+    if not ok or locked or not user.active:
+        reason = "locked" if locked else ("disabled" if not user.active else "wrong password")
+        if not ok and not locked:
+            _count_failure(user, now)
+        audit.record("auth.login", user, actor=user, outcome="failure",
+                     after={"reason": reason, "failed_logins": user.failed_logins,
+                            "locked": user.locked_at is not None})
+        raise LoginRefused()
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.first_failed_at = None
+    user.last_login_at = now
+    user_session = UserSession(
+        id=secrets.token_urlsafe(32), user=user, created_at=now, last_seen_at=now,
+        ip=(ip or "")[:64], user_agent=(user_agent or "")[:300],
+    )
+    db.session.add(user_session)
+    db.session.flush()
+    audit.record("auth.login", user, actor=user, after={"session": user_session.id[:8]})
+    return user_session
+
+
+def _count_failure(user, now):
+    window = timedelta(minutes=current_app.config["LOCKOUT_WINDOW_MINUTES"])
+    if user.first_failed_at is None or now - user.first_failed_at > window:
+        user.first_failed_at = now
+        user.failed_logins = 0
+    user.failed_logins += 1
+    if user.failed_logins >= current_app.config["LOCKOUT_THRESHOLD"] and user.locked_at is None:
+        user.locked_at = now
+        audit.record("auth.lockout", user, actor=user, after={"failed_logins": user.failed_logins})
+
+
+def unlock_user(user, *, actor=None):
+    before = {"locked_at": user.locked_at, "failed_logins": user.failed_logins}
+    user.locked_at = None
+    user.failed_logins = 0
+    user.first_failed_at = None
+    audit.record("user.unlock", user, before=before, after={"locked_at": None}, actor=actor)
+
+
+def load_session(session_id):
+    """Return the live UserSession for a cookie's id, or None when revoked, idle or too old."""
+    if not session_id:
+        return None
+    cfg = current_app.config
+    now = utcnow()
+    idle_limit = now - timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
+    age_limit = now - timedelta(hours=cfg["SESSION_MAX_HOURS"])
+    # Touch first: an UPDATE as the transaction's first statement takes SQLite's write lock up
+    # front instead of upgrading a read snapshot (which fails at once under concurrent writers).
+    db.session.execute(
+        sa.update(UserSession)
+        .where(UserSession.id == session_id, UserSession.revoked_at.is_(None),
+               UserSession.last_seen_at > idle_limit, UserSession.created_at > age_limit,
+               UserSession.last_seen_at < now - timedelta(seconds=60))
+        .values(last_seen_at=now)
+    )
+    user_session = db.session.get(UserSession, session_id)
+    if user_session is None or user_session.revoked_at is not None:
+        return None
+    if user_session.last_seen_at <= idle_limit or user_session.created_at <= age_limit:
+        return None
+    if not user_session.user.active:
+        return None
+    return user_session
+
+
+def end_session(user_session, *, reason="logout"):
+    if user_session.revoked_at is None:
+        user_session.revoked_at = utcnow()
+        audit.record("auth.logout", user_session.user, actor=user_session.user, after={"reason": reason})
+
+
+def revoke_all_sessions(user, *, actor=None, reason="revoked", keep=None):
+    """Sign the user out everywhere (except the session `keep`, e.g. the one changing the password)."""
+    now = utcnow()
+    query = sa.select(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(UserSession.id != keep.id)
+    sessions = db.session.execute(query).scalars().all()
+    for s in sessions:
+        s.revoked_at = now
+    audit.record("user.sessions_revoked", user, actor=actor, after={"count": len(sessions), "reason": reason})
+    return len(sessions)
+
+
+def set_active(user, active, *, actor=None):
+    before = {"active": user.active}
+    user.active = active
+    audit.record("user.activate" if active else "user.deactivate", user, before=before,
+                 after={"active": active}, actor=actor)
+    if not active:
+        revoke_all_sessions(user, actor=actor, reason="deactivated")
+
+
+def change_password(user, current_password, new_password, *, actor=None):
+    errors = {}
+    if not verify_password(user.password_hash, current_password):
+        errors["current_password"] = "Current password is incorrect."
+    problem = password_problem(new_password, user.email)
+    if problem:
+        errors["new_password"] = problem
+    if errors:
+        raise ValidationFailed(errors)
+    user.password_hash = hash_password(new_password)
+    audit.record("user.password_change", user, actor=actor or user)
+
+
+def random_password():
+    """Long, random and typeable: four groups of URL-safe characters."""
+    return "-".join(secrets.token_urlsafe(5) for _ in range(4))
+
+
+def set_password(user, password, *, actor=None):
+    """Administrative reset: new hash, lock released, every session ended."""
+    user.password_hash = hash_password(password)
+    user.locked_at = None
+    user.failed_logins = 0
+    user.first_failed_at = None
+    audit.record("user.password_reset", user, actor=actor)
+    revoke_all_sessions(user, actor=actor, reason="password reset")
+
+
+def agency_by_slug(slug):
+    return db.session.execute(sa.select(Agency).where(Agency.slug == slug)).scalar_one_or_none()

@@ -1,0 +1,65 @@
+"""Load the demo agency: users with random passwords, adopted requirements, a spread of statuses."""
+from datetime import date, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+from tracker.extensions import db
+from tracker.models import ComplianceScale, Requirement, Source, StatusChange, utcnow
+from tracker.services import accounts, agencies, audit
+from tracker.services.errors import ValidationFailed
+
+
+def load_demo(path):
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    spec = data["agency"]
+    scale = db.session.execute(
+        sa.select(ComplianceScale).where(ComplianceScale.key == spec["scale"])
+    ).scalar_one_or_none()
+    if scale is None:
+        raise ValidationFailed({"scale": f"Compliance scale '{spec['scale']}' is not loaded; load the catalog first."})
+    source_id = None
+    if spec.get("source"):
+        source_id = db.session.execute(sa.select(Source.id).where(Source.key == spec["source"])).scalar_one()
+
+    agency = agencies.create_agency({
+        "name": spec["name"], "slug": spec["slug"], "state": spec["state"], "source_id": source_id,
+        "effective_date": date.fromisoformat(spec["effective_date"]), "scale_id": scale.id,
+        "sustainment_months": spec.get("sustainment_months"),
+    })
+    created = agencies.adopt(agency)
+    if not created:
+        raise ValidationFailed({"catalog": "No recommendations to adopt; load the catalog first."})
+
+    credentials = []
+    officers = []
+    for u in data["users"]:
+        password = accounts.random_password()
+        role = u["role"]
+        user = accounts.create_user(u["email"], password, name=u["name"], role=role,
+                                    agency=agency if role != "admin" else None)
+        credentials.append((u["email"], role, password))
+        if role == "officer":
+            officers.append(user)
+
+    requirements = db.session.execute(
+        sa.select(Requirement).where(Requirement.agency_id == agency.id).order_by(Requirement.code)
+    ).scalars().all()
+    today = utcnow().date()
+    statuses, offsets = data["status_cycle"], data["due_offsets_days"]
+    for i, req in enumerate(requirements):
+        status = statuses[i % len(statuses)]
+        if status != req.status:
+            note = ("Demo: no crisis receiving facility operates in the city; the county provides it."
+                    if status == "not_applicable" else "Demo: initial status from the 2025 gap assessment.")
+            db.session.add(StatusChange(requirement_id=req.id, old_status=req.status, new_status=status,
+                                        note=note, actor_id=officers[0].id if officers else None))
+            req.status = status
+        req.owner_id = officers[i % len(officers)].id if officers and i % 3 else None
+        if req.due_date is None and offsets[i % len(offsets)] is not None:
+            req.due_date = today + timedelta(days=offsets[i % len(offsets)])
+            req.due_date_derived = False
+    db.session.flush()
+    audit.record("demo.load", agency, after={"requirements": len(requirements), "users": len(credentials)})
+    return credentials

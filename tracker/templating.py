@@ -1,0 +1,44 @@
+"""Template globals and filters."""
+from datetime import date
+
+from flask_login import current_user
+
+from tracker.access import user_agencies
+from tracker.models import AGENCY_ROLES, CITATION_BASIS, STATUSES
+from tracker.models.base import utcnow
+
+
+def register(app):
+    @app.context_processor
+    def globals_():
+        return {
+            "STATUSES": STATUSES,
+            "AGENCY_ROLES": AGENCY_ROLES,
+            "CITATION_BASIS": CITATION_BASIS,
+            "nav_agencies": user_agencies if current_user.is_authenticated else (lambda: []),
+            "today": date.today(),
+        }
+
+    @app.template_filter("date")
+    def format_date(value):
+        if value is None:
+            return "—"
+        return value.strftime("%b %-d, %Y")
+
+    @app.template_filter("datetime")
+    def format_datetime(value):
+        if value is None:
+            return "—"
+        return value.strftime("%b %-d, %Y %H:%M UTC")
+
+    @app.template_filter("due_class")
+    def due_class(value):
+        """'overdue', 'soon' (within 30 days) or ''."""
+        if value is None:
+            return ""
+        days = (value - utcnow().date()).days
+        if days < 0:
+            return "overdue"
+        if days <= 30:
+            return "soon"
+        return ""

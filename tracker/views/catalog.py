@@ -1,0 +1,46 @@
+"""The public catalog: modules, recommendations, citations (no sign-in needed)."""
+import sqlalchemy as sa
+from flask import Blueprint, abort, render_template
+
+from tracker.extensions import db
+from tracker.models import Citation, Module, Recommendation, Source
+
+bp = Blueprint("catalog", __name__, url_prefix="/catalog")
+
+
+def active_recommendations():
+    return (sa.select(Recommendation).where(Recommendation.retired_at.is_(None))
+            .options(sa.orm.selectinload(Recommendation.citations)))
+
+
+@bp.get("/")
+def index():
+    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    counts = dict(db.session.execute(
+        sa.select(Recommendation.module_id, sa.func.count())
+        .where(Recommendation.retired_at.is_(None)).group_by(Recommendation.module_id)
+    ).all())
+    sources = db.session.execute(sa.select(Source).order_by(Source.year.desc(), Source.short_title)).scalars().all()
+    return render_template("catalog/index.html", modules=modules, counts=counts, sources=sources)
+
+
+@bp.get("/<key>")
+def module(key):
+    module = db.session.execute(sa.select(Module).where(Module.key == key)).scalar_one_or_none()
+    if module is None:
+        abort(404)
+    recs = db.session.execute(
+        active_recommendations().where(Recommendation.module_id == module.id).order_by(Recommendation.code)
+    ).scalars().all()
+    return render_template("catalog/module.html", module=module, recommendations=recs)
+
+
+@bp.get("/recommendations/<code>")
+def recommendation(code):
+    rec = db.session.execute(
+        sa.select(Recommendation).where(Recommendation.code == code.upper())
+        .options(sa.orm.selectinload(Recommendation.citations).joinedload(Citation.source))
+    ).scalar_one_or_none()
+    if rec is None:
+        abort(404)
+    return render_template("catalog/recommendation.html", rec=rec)

@@ -1,0 +1,45 @@
+"""Friendly error pages; never a traceback."""
+import logging
+import secrets
+
+from flask import jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+
+from tracker.extensions import db
+
+log = logging.getLogger("tracker.errors")
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Not allowed", "Your role does not allow this action."),
+    404: ("Page not found", "There is nothing at this address, or you do not have access to it."),
+    405: ("Method not allowed", "This address does not accept that kind of request."),
+    413: ("File too large", "The upload is larger than the allowed size."),
+    429: ("Too many requests", "Too many attempts in a short time. Wait a minute and try again."),
+    500: ("Something went wrong", "The error has been logged. Nothing was saved from this request."),
+}
+
+
+def _render(code, message=None, request_id=None):
+    title, default = MESSAGES.get(code, ("Error", "The request failed."))
+    if request.path.startswith("/api/"):
+        return jsonify({"error": title, "message": message or default}), code
+    template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/error.html"
+    return render_template(template, code=code, title=title, message=message or default,
+                           request_id=request_id), code
+
+
+def register(app):
+    for code in (400, 403, 404, 405, 413, 429):
+        app.register_error_handler(code, lambda e, code=code: _render(code))
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(e):
+        return _render(400, "The form expired or was not sent from this site. Reload the page and try again.")
+
+    @app.errorhandler(500)
+    def server_error(e):
+        db.session.rollback()
+        request_id = secrets.token_hex(6)
+        log.exception("unhandled error, request id %s", request_id, exc_info=getattr(e, "original_exception", e))
+        return _render(500, request_id=request_id)
