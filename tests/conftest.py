@@ -10,8 +10,11 @@ import shutil
 
 import pytest
 import sqlalchemy as sa
+from flask import has_app_context
+from flask.testing import FlaskClient
 
 from tracker import create_app
+from tracker.db import outside_request_begin
 from tracker.extensions import db as _db
 from tracker.models import Base
 
@@ -72,6 +75,21 @@ def database_url(tmp_path, sqlite_template, pg_schema):
     return f"sqlite:///{path}"
 
 
+class FreshContextClient(FlaskClient):
+    """Each request gets its own app context (own `g` and DB session), as in a real server.
+
+    Without this, requests made while a test holds an app context share that context's `g`.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            # Commit what the test built and end its read snapshot, so the test sees what the
+            # request commits (SQLite keeps a reader on its snapshot until the transaction ends).
+            _db.session.commit()
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def make_app(database_url, tmp_path):
     apps = []
@@ -80,6 +98,7 @@ def make_app(database_url, tmp_path):
         config = {**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url,
                   "EVIDENCE_DIR": str(tmp_path / "evidence"), **overrides}
         app = create_app(config)
+        app.test_client_class = FreshContextClient
         apps.append(app)
         return app
 
@@ -88,6 +107,13 @@ def make_app(database_url, tmp_path):
         with app.app_context():
             _db.session.remove()
             _db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _deferred_test_transactions():
+    token = outside_request_begin.set("BEGIN")
+    yield
+    outside_request_begin.reset(token)
 
 
 @pytest.fixture

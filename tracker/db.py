@@ -5,11 +5,17 @@ at once with "database is locked" when a reader later writes, and busy_timeout d
 there, so we emit BEGIN ourselves: BEGIN IMMEDIATE for anything that may write (non-GET
 requests, CLI commands), plain BEGIN for page reads.
 """
+import contextvars
 import sqlite3
 
 import sqlalchemy as sa
 from flask import has_request_context, request
 from sqlalchemy.engine import Engine
+
+
+# How transactions begin outside a request (CLI, background jobs). Tests set plain "BEGIN" so a
+# test's own reads never hold the write lock while the app under test writes.
+outside_request_begin = contextvars.ContextVar("outside_request_begin", default="BEGIN IMMEDIATE")
 
 
 @sa.event.listens_for(Engine, "connect")
@@ -29,5 +35,8 @@ def _sqlite_on_connect(dbapi_connection, connection_record):
 def _sqlite_on_begin(conn):
     if conn.dialect.name != "sqlite":
         return
-    read_only = has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    if has_request_context():
+        statement = "BEGIN" if request.method in ("GET", "HEAD", "OPTIONS") else "BEGIN IMMEDIATE"
+    else:
+        statement = outside_request_begin.get()
+    conn.exec_driver_sql(statement)

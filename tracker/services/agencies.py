@@ -34,6 +34,15 @@ def derive_due_date(effective_date, recommendation):
     return effective_date + timedelta(days=recommendation.deadline_amount)
 
 
+def agency_problems(values, agency=None):
+    """Domain checks on agency values; returns {field: message} (empty when fine)."""
+    try:
+        _validate(values, agency)
+    except ValidationFailed as exc:
+        return exc.errors
+    return {}
+
+
 def _validate(values, agency=None):
     errors = {}
     name = (values.get("name") or "").strip()
@@ -59,7 +68,7 @@ def _validate(values, agency=None):
     if effective is not None and not isinstance(effective, date):
         errors["effective_date"] = "Enter the effective date as YYYY-MM-DD."
     months = values.get("sustainment_months")
-    if months is not None and not (0 < int(months) <= 240):
+    if months is not None and not (isinstance(months, int) and 0 < months <= 240):
         errors["sustainment_months"] = "Enter a number of months between 1 and 240, or leave it empty."
     if errors:
         raise ValidationFailed(errors)

@@ -48,9 +48,24 @@ def _field_errors(form, errors):
     for name, message in errors.items():
         field = getattr(form, name, None)
         if field is not None:
-            field.errors = [*field.errors, message]
+            if message not in field.errors:
+                field.errors = [*field.errors, message]
         else:
             form.form_errors.append(message)
+
+
+def _agency_form_valid(form, agency=None):
+    """Form-level and domain checks together, so every wrong field is named in one answer."""
+    if request.method != "POST":
+        return False
+    ok = form.validate()
+    values = _agency_values(form)
+    problems = agencies.agency_problems(values, agency)
+    for name in list(problems):
+        if getattr(form, name).errors:  # keep the form's own message for fields it already refused
+            problems.pop(name)
+    _field_errors(form, problems)
+    return ok and not problems
 
 
 @bp.get("/")
@@ -67,7 +82,7 @@ def index():
 def agency_new():
     form = AgencyForm()
     _agency_choices(form)
-    if form.validate_on_submit():
+    if _agency_form_valid(form):
         try:
             agency = agencies.create_agency(_agency_values(form))
             db.session.commit()
@@ -87,7 +102,7 @@ def agency_edit(slug):
     _agency_choices(form)
     if request.method == "GET":
         form.source_id.data = agency.source_id or 0
-    if form.validate_on_submit():
+    if _agency_form_valid(form, agency):
         try:
             recomputed = agencies.update_agency(agency, _agency_values(form))
             db.session.commit()
