@@ -70,10 +70,11 @@ def _agency_form_valid(form, agency=None):
 
 @bp.get("/")
 def index():
+    counts = (sa.select(Requirement.agency_id, sa.func.count().label("n"))
+              .group_by(Requirement.agency_id).subquery())
     agency_rows = db.session.execute(
-        sa.select(Agency, sa.func.count(Requirement.id))
-        .outerjoin(Requirement, Requirement.agency_id == Agency.id)
-        .group_by(Agency.id).order_by(Agency.name)
+        sa.select(Agency, sa.func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.agency_id == Agency.id).order_by(Agency.name)
     ).all()
     return render_template("admin/index.html", agency_rows=agency_rows)
 

@@ -1,0 +1,111 @@
+"""Scoping: outside a user's memberships every agency URL answers 404, byte-identical to a missing one.
+
+The route matrix is built from the app's URL map, so a new route with an agency slug is covered
+without touching this file; a route that takes other ids must be listed in OBJECT_ROUTES.
+"""
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from tests.factories import make_agency, make_module, make_requirement, make_user
+from tracker.models import Requirement
+
+# Routes with ids other than the agency slug, and how to fill them (keyword -> factory attribute).
+OBJECT_ROUTES = {}
+PUBLIC_PREFIXES = ("/static", "/catalog", "/api/v1/catalog", "/login")
+
+
+def _agency_rules(app):
+    for rule in app.url_map.iter_rules():
+        if "slug" in rule.arguments and not rule.rule.startswith("/public"):
+            yield rule
+
+
+def _fill(pattern, values):
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: str(values[m.group(1)]), pattern)
+
+
+@pytest.fixture
+def two_agencies(db):
+    module = make_module("cit")
+    a, b = make_agency(slug="agency-a"), make_agency(slug="agency-b")
+    req_b = make_requirement(b, module=module)
+    users = {
+        "officer": make_user("officer-a@example.test", role="officer", agency=a),
+        "monitor": make_user("monitor-a@example.test", role="monitor", agency=a),
+        "committee": make_user("committee-a@example.test", role="committee", agency=a),
+    }
+    db.session.commit()
+    return a, b, req_b, users
+
+
+@pytest.mark.parametrize("role", ["officer", "monitor", "committee"])
+def test_every_agency_route_is_404_outside_membership(app, client, auth, two_agencies, role):
+    a, b, req_b, users = two_agencies
+    auth.login(users[role].email)
+    rules = list(_agency_rules(app))
+    assert rules, "expected agency-scoped routes"
+    for rule in rules:
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            url_b = _fill(rule.rule, {"slug": "agency-b", **OBJECT_ROUTES})
+            url_missing = _fill(rule.rule, {"slug": "no-such-agency", **OBJECT_ROUTES})
+            if method == "GET":
+                got, missing = client.get(url_b), client.get(url_missing)
+            else:
+                got = auth.post(url_b)
+                missing = auth.post(url_missing)
+            assert got.status_code == 404, f"{method} {url_b} as {role}: {got.status_code}"
+            assert got.get_data() == missing.get_data(), f"{method} {url_b} differs from a missing agency"
+    # Own agency is reachable.
+    assert client.get("/agencies/agency-a").status_code == 200
+
+
+def test_admin_routes_are_404_for_non_admins(app, client, auth, two_agencies):
+    a, b, req_b, users = two_agencies
+    auth.login(users["officer"].email)
+    admin_rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/admin")]
+    assert admin_rules
+    for rule in admin_rules:
+        url = _fill(rule.rule, {"slug": "agency-a", "user_id": 1, "membership_id": 1, "action": "unlock"})
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.get(url) if method == "GET" else auth.post(url)
+            assert response.status_code == 404, f"{method} {url}: {response.status_code}"
+
+
+def test_anonymous_users_are_sent_to_sign_in(app, client, two_agencies):
+    for rule in _agency_rules(app):
+        if "GET" in rule.methods:
+            response = client.get(_fill(rule.rule, {"slug": "agency-a", **OBJECT_ROUTES}))
+            assert response.status_code == 302
+            assert response.headers["Location"].startswith("/login")
+
+
+def test_get_scoped_or_404_refuses_other_agencies_rows(app, db, two_agencies):
+    from werkzeug.exceptions import NotFound
+
+    from tracker.access import get_scoped_or_404
+
+    a, b, req_b, users = two_agencies
+    with pytest.raises(NotFound):
+        get_scoped_or_404(Requirement, req_b.id, a)
+    assert get_scoped_or_404(Requirement, req_b.id, b).id == req_b.id
+
+
+def test_removed_membership_takes_effect_on_next_request(client, auth, db, two_agencies):
+    from tracker.models import Membership
+    from tracker.services import accounts
+
+    a, b, req_b, users = two_agencies
+    auth.login(users["officer"].email)
+    assert client.get("/agencies/agency-a").status_code == 200
+    membership = db.session.execute(sa.select(Membership).where(Membership.user_id == users["officer"].id)).scalar_one()
+    accounts.remove_membership(membership)
+    db.session.commit()
+    assert client.get("/agencies/agency-a").status_code == 404
+
+
+def test_route_matrix_is_not_empty_of_public_routes(app):
+    rules = [r.rule for r in app.url_map.iter_rules()]
+    for prefix in PUBLIC_PREFIXES:
+        assert any(r.startswith(prefix) for r in rules), prefix

@@ -1,0 +1,85 @@
+"""The audit log is a hash chain; tampering is detected and the database refuses changes."""
+import pytest
+import sqlalchemy as sa
+
+from tests.factories import make_agency
+from tracker.models import AuditEvent
+from tracker.services import audit
+
+
+def _write_events(db, n=5):
+    agency = make_agency()
+    for i in range(n):
+        audit.record("test.event", agency, before={"i": i}, after={"i": i + 1})
+    db.session.commit()
+    return agency
+
+
+def test_chain_links_each_event_to_the_one_before(db):
+    _write_events(db)
+    events = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+    assert events[0].prev_hash == audit.GENESIS
+    for prev, event in zip(events, events[1:], strict=False):
+        assert event.prev_hash == prev.hash
+    checked, bad, reason = audit.verify_chain()
+    assert (checked, bad, reason) == (5, None, None)
+
+
+def test_cli_verify_ok_and_tampered(app, db):
+    _write_events(db)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["audit", "verify"])
+    assert result.exit_code == 0 and "5 event(s) verified" in result.output
+
+    third = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id).offset(2).limit(1)).scalar_one()
+    _tamper(db, third.id)
+    result = runner.invoke(args=["audit", "verify"])
+    assert result.exit_code == 1
+    assert f"BROKEN at event #{third.id}" in result.output
+    assert "2 event(s) before it verified" in result.output
+
+
+def _tamper(db, event_id):
+    """What an attacker with raw database access would do: drop the guard, edit a row."""
+    conn = db.session.connection()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TRIGGER audit_event_no_update")
+    else:
+        conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER audit_event_no_change")
+    conn.exec_driver_sql(f"UPDATE audit_event SET after = '{{\"i\": 99}}' WHERE id = {int(event_id)}")
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql("ALTER TABLE audit_event ENABLE TRIGGER audit_event_no_change")
+    db.session.commit()
+
+
+def test_deleted_event_breaks_the_chain(db):
+    _write_events(db)
+    conn = db.session.connection()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TRIGGER audit_event_no_delete")
+    else:
+        conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER audit_event_no_change")
+    conn.exec_driver_sql("DELETE FROM audit_event WHERE id = 2")
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql("ALTER TABLE audit_event ENABLE TRIGGER audit_event_no_change")
+    db.session.commit()
+    checked, bad, reason = audit.verify_chain()
+    assert bad.id == 3 and "prev_hash" in reason and checked == 1
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_event SET action = 'x'", "DELETE FROM audit_event"])
+def test_database_refuses_update_and_delete(db, statement):
+    _write_events(db, 2)
+    with pytest.raises(sa.exc.DatabaseError):
+        db.session.execute(sa.text(statement))
+        db.session.flush()
+    db.session.rollback()
+    assert db.session.execute(sa.select(sa.func.count()).select_from(AuditEvent)).scalar() == 2
+
+
+def test_failed_action_leaves_no_event(db):
+    agency = make_agency()
+    db.session.commit()
+    audit.record("test.event", agency)
+    db.session.rollback()  # the action failed: its event goes with it
+    assert db.session.execute(sa.select(sa.func.count()).select_from(AuditEvent)).scalar() == 0
