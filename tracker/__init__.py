@@ -28,8 +28,10 @@ def create_app(config=None):
                                 x_proto=app.config["PROXY_COUNT"], x_host=app.config["PROXY_COUNT"])
 
     from tracker import db as _engine_events  # noqa: F401  (registers SQLite pragmas)
-    from tracker import models  # noqa: F401
-    from tracker import security
+    from tracker import (
+        models,  # noqa: F401
+        security,
+    )
     from tracker.extensions import csrf, db, htmx, limiter, login_manager, migrate
 
     db.init_app(app)

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from flask import has_request_context, request
 from sqlalchemy.engine import Engine
 
-
 # How transactions begin outside a request (CLI, background jobs). Tests set plain "BEGIN" so a
 # test's own reads never hold the write lock while the app under test writes.
 outside_request_begin = contextvars.ContextVar("outside_request_begin", default="BEGIN IMMEDIATE")

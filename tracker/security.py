@@ -1,7 +1,6 @@
 """Response headers, session loading and the login-required gate."""
 from flask import current_app, request, session
 from flask_htmx.responses import HTMXResponseClientRedirect
-from flask_login import current_user
 
 from tracker.extensions import login_manager
 

@@ -1,6 +1,5 @@
 """Agencies and the compliance scales their monitors rate them on."""
 from datetime import date
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -50,11 +49,11 @@ class Agency(Timestamped, Base):
     name: so.Mapped[str] = so.mapped_column(sa.String(200))
     slug: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
     state: so.Mapped[str] = so.mapped_column(sa.String(2))
-    source_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("source.id"))
-    effective_date: so.Mapped[Optional[date]]
+    source_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("source.id"))
+    effective_date: so.Mapped[date | None]
     scale_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("compliance_scale.id"))
     # Months a requirement must stay at the top level before it may be terminated.
-    sustainment_months: so.Mapped[Optional[int]]
+    sustainment_months: so.Mapped[int | None]
     public_enabled: so.Mapped[bool] = so.mapped_column(default=False)
 
     source = so.relationship("Source", lazy="joined")

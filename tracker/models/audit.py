@@ -1,6 +1,5 @@
 """Append-only audit log. Each event carries the hash of the one before it."""
 from datetime import datetime
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -12,14 +11,14 @@ class AuditEvent(Base):
     __tablename__ = "audit_event"
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     created_at: so.Mapped[datetime]
-    actor_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("user_account.id"))
+    actor_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
     actor_label: so.Mapped[str] = so.mapped_column(sa.String(254), default="")
     action: so.Mapped[str] = so.mapped_column(sa.String(64), index=True)
     object_type: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
     object_id: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
-    agency_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("agency.id"), index=True)
-    before: so.Mapped[Optional[dict]] = so.mapped_column(sa.JSON)
-    after: so.Mapped[Optional[dict]] = so.mapped_column(sa.JSON)
+    agency_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("agency.id"), index=True)
+    before: so.Mapped[dict | None] = so.mapped_column(sa.JSON)
+    after: so.Mapped[dict | None] = so.mapped_column(sa.JSON)
     ip: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
     outcome: so.Mapped[str] = so.mapped_column(sa.String(16), default="success")
     prev_hash: so.Mapped[str] = so.mapped_column(sa.String(64))

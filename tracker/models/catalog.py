@@ -1,6 +1,5 @@
 """The recommendation catalog: modules, sources, recommendations, citations."""
 from datetime import date, datetime
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -47,11 +46,11 @@ class Source(Base):
     short_title: so.Mapped[str] = so.mapped_column(sa.String(200))
     jurisdiction: so.Mapped[str] = so.mapped_column(sa.String(300))
     kind: so.Mapped[str] = so.mapped_column(sa.String(32))
-    year: so.Mapped[Optional[int]]
-    court: so.Mapped[Optional[str]] = so.mapped_column(sa.String(300))
-    effective_date: so.Mapped[Optional[date]]
-    effective_date_note: so.Mapped[Optional[str]] = so.mapped_column(sa.Text)
-    url: so.Mapped[Optional[str]] = so.mapped_column(sa.String(1000))
+    year: so.Mapped[int | None]
+    court: so.Mapped[str | None] = so.mapped_column(sa.String(300))
+    effective_date: so.Mapped[date | None]
+    effective_date_note: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    url: so.Mapped[str | None] = so.mapped_column(sa.String(1000))
 
     @property
     def kind_label(self):
@@ -66,13 +65,13 @@ class Recommendation(Base):
     title: so.Mapped[str] = so.mapped_column(sa.String(300))
     summary: so.Mapped[str] = so.mapped_column(sa.Text)
     # Typical deadline relative to the decree's effective date, e.g. 180 days or 12 months.
-    deadline_amount: so.Mapped[Optional[int]]
-    deadline_unit: so.Mapped[Optional[str]] = so.mapped_column(sa.String(8))
-    cadence: so.Mapped[Optional[str]] = so.mapped_column(sa.String(16))
-    cadence_note: so.Mapped[Optional[str]] = so.mapped_column(sa.Text)
+    deadline_amount: so.Mapped[int | None]
+    deadline_unit: so.Mapped[str | None] = so.mapped_column(sa.String(8))
+    cadence: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+    cadence_note: so.Mapped[str | None] = so.mapped_column(sa.Text)
     evidence_examples: so.Mapped[list] = so.mapped_column(sa.JSON, default=list)
     catalog_version: so.Mapped[int] = so.mapped_column(default=1)
-    retired_at: so.Mapped[Optional[datetime]]
+    retired_at: so.Mapped[datetime | None]
 
     module: so.Mapped[Module] = so.relationship(back_populates="recommendations")
     citations: so.Mapped[list["Citation"]] = so.relationship(
@@ -94,8 +93,8 @@ class Citation(Base):
     position: so.Mapped[int] = so.mapped_column(default=0)
     paragraphs: so.Mapped[str] = so.mapped_column(sa.String(300))
     basis: so.Mapped[str] = so.mapped_column(sa.String(32))
-    note: so.Mapped[Optional[str]] = so.mapped_column(sa.Text)
-    seen_at: so.Mapped[Optional[str]] = so.mapped_column(sa.String(1000))
+    note: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    seen_at: so.Mapped[str | None] = so.mapped_column(sa.String(1000))
 
     recommendation: so.Mapped[Recommendation] = so.relationship(back_populates="citations")
     source: so.Mapped[Source] = so.relationship(lazy="joined")

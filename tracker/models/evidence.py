@@ -1,6 +1,5 @@
 """Evidence (a stored file or a link) and the monitor's reviews of it."""
 from datetime import date, datetime
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -23,20 +22,20 @@ class Evidence(Base):
     kind: so.Mapped[str] = so.mapped_column(sa.String(8))
     title: so.Mapped[str] = so.mapped_column(sa.String(300))
     description: so.Mapped[str] = so.mapped_column(sa.Text, default="")
-    period_start: so.Mapped[Optional[date]]
-    period_end: so.Mapped[Optional[date]]
+    period_start: so.Mapped[date | None]
+    period_end: so.Mapped[date | None]
     visibility: so.Mapped[str] = so.mapped_column(sa.String(16), default="restricted")
     # Files are stored content-addressed; the user's filename is display metadata only.
-    sha256: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64), index=True)
-    size_bytes: so.Mapped[Optional[int]] = so.mapped_column(sa.BigInteger)
-    filename: so.Mapped[Optional[str]] = so.mapped_column(sa.String(255))
-    media_type: so.Mapped[Optional[str]] = so.mapped_column(sa.String(100))
-    url: so.Mapped[Optional[str]] = so.mapped_column(sa.String(2000))
+    sha256: so.Mapped[str | None] = so.mapped_column(sa.String(64), index=True)
+    size_bytes: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    filename: so.Mapped[str | None] = so.mapped_column(sa.String(255))
+    media_type: so.Mapped[str | None] = so.mapped_column(sa.String(100))
+    url: so.Mapped[str | None] = so.mapped_column(sa.String(2000))
     review_state: so.Mapped[str] = so.mapped_column(sa.String(16), default="submitted")
     # A new version points at the one it replaces; the old one stays.
-    supersedes_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("evidence.id"))
+    supersedes_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("evidence.id"))
     superseded: so.Mapped[bool] = so.mapped_column(default=False)
-    uploaded_by_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("user_account.id"))
+    uploaded_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     requirement = so.relationship("Requirement")

@@ -1,6 +1,5 @@
 """Monitoring periods and the monitor's findings per requirement per period."""
 from datetime import date, datetime
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -20,7 +19,7 @@ class MonitoringPeriod(Base):
     start_date: so.Mapped[date]
     end_date: so.Mapped[date]
     state: so.Mapped[str] = so.mapped_column(sa.String(8), default="open")
-    closed_at: so.Mapped[Optional[datetime]]
+    closed_at: so.Mapped[datetime | None]
 
     agency = so.relationship("Agency")
 
@@ -34,8 +33,8 @@ class Finding(Base):
     period_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("monitoring_period.id"), index=True)
     level_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("compliance_level.id"))
     narrative: so.Mapped[str] = so.mapped_column(sa.Text, default="")
-    monitor_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("user_account.id"))
-    supersedes_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("finding.id"))
+    monitor_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
+    supersedes_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("finding.id"))
     is_current: so.Mapped[bool] = so.mapped_column(default=True)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 

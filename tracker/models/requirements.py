@@ -1,6 +1,5 @@
 """An agency's requirements and their history (status, deadline changes, comments)."""
 from datetime import date, datetime
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -26,7 +25,7 @@ class Requirement(Timestamped, Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     agency_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("agency.id"), index=True)
     # Null for the agency's own decree paragraphs imported as custom requirements.
-    recommendation_id: so.Mapped[Optional[int]] = so.mapped_column(
+    recommendation_id: so.Mapped[int | None] = so.mapped_column(
         sa.ForeignKey("recommendation.id"), index=True
     )
     module_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("module.id"), index=True)
@@ -35,15 +34,15 @@ class Requirement(Timestamped, Base):
     summary: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     citation_text: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default="not_started")
-    owner_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("user_account.id"))
-    due_date: so.Mapped[Optional[date]]
+    owner_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
+    due_date: so.Mapped[date | None]
     # True while the due date follows the effective date + typical deadline (recomputed when the
     # court moves the effective date); False once someone set it by hand.
     due_date_derived: so.Mapped[bool] = so.mapped_column(default=True)
     notes: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     updated_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, onupdate=utcnow)
-    terminated_at: so.Mapped[Optional[date]]
-    termination_ref: so.Mapped[Optional[str]] = so.mapped_column(sa.String(300))
+    terminated_at: so.Mapped[date | None]
+    termination_ref: so.Mapped[str | None] = so.mapped_column(sa.String(300))
     row_version: so.Mapped[int] = so.mapped_column(nullable=False)
 
     __mapper_args__ = {"version_id_col": row_version}
@@ -62,10 +61,10 @@ class StatusChange(Base):
     __tablename__ = "status_change"
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     requirement_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("requirement.id"), index=True)
-    old_status: so.Mapped[Optional[str]] = so.mapped_column(sa.String(16))
+    old_status: so.Mapped[str | None] = so.mapped_column(sa.String(16))
     new_status: so.Mapped[str] = so.mapped_column(sa.String(16))
     note: so.Mapped[str] = so.mapped_column(sa.Text, default="")
-    actor_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("user_account.id"))
+    actor_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     actor = so.relationship("User")
@@ -75,10 +74,10 @@ class DeadlineChange(Base):
     __tablename__ = "deadline_change"
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     requirement_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("requirement.id"), index=True)
-    old_date: so.Mapped[Optional[date]]
-    new_date: so.Mapped[Optional[date]]
+    old_date: so.Mapped[date | None]
+    new_date: so.Mapped[date | None]
     reason: so.Mapped[str] = so.mapped_column(sa.Text, default="")
-    actor_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("user_account.id"))
+    actor_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     actor = so.relationship("User")

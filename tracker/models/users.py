@@ -1,6 +1,5 @@
 """Users, their per-agency memberships and their server-side sessions."""
 from datetime import datetime
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -24,9 +23,9 @@ class User(Timestamped, Base):
     is_admin: so.Mapped[bool] = so.mapped_column(default=False)
     active: so.Mapped[bool] = so.mapped_column(default=True)
     failed_logins: so.Mapped[int] = so.mapped_column(default=0)
-    first_failed_at: so.Mapped[Optional[datetime]]
-    locked_at: so.Mapped[Optional[datetime]]
-    last_login_at: so.Mapped[Optional[datetime]]
+    first_failed_at: so.Mapped[datetime | None]
+    locked_at: so.Mapped[datetime | None]
+    last_login_at: so.Mapped[datetime | None]
 
     memberships: so.Mapped[list["Membership"]] = so.relationship(
         back_populates="user", cascade="all, delete-orphan"
@@ -74,8 +73,8 @@ class UserSession(Base):
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user_account.id"), index=True)
     created_at: so.Mapped[datetime]
     last_seen_at: so.Mapped[datetime]
-    revoked_at: so.Mapped[Optional[datetime]]
-    ip: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64))
-    user_agent: so.Mapped[Optional[str]] = so.mapped_column(sa.String(300))
+    revoked_at: so.Mapped[datetime | None]
+    ip: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    user_agent: so.Mapped[str | None] = so.mapped_column(sa.String(300))
 
     user: so.Mapped[User] = so.relationship(lazy="joined")

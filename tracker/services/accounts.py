@@ -213,7 +213,7 @@ def set_active(user, active, *, actor=None):
 def change_password(user, current_password, new_password, *, actor=None):
     errors = {}
     if not verify_password(user.password_hash, current_password):
-        errors["current_password"] = "Current password is incorrect."
+        errors["current_password"] = "Current password is incorrect."  # noqa: S105 - a message, not a password
     problem = password_problem(new_password, user.email)
     if problem:
         errors["new_password"] = problem
