@@ -27,16 +27,19 @@ REPO_SEED = Path(__file__).resolve().parent.parent / "seed" / "catalog.yaml"
 BASE = {
     "version": 1,
     "modules": [
-        {"key": "cit", "name": "Crisis Intervention Teams", "description": "How the CIT program is organised."},
+        {"key": "cit", "name": "Crisis Intervention Teams",
+         "description": "How the CIT program is organised."},
         {"key": "data", "name": "Data Collection and Analysis"},
     ],
     "sources": [
         {"key": "alpha_cd_2019", "title": "Consent Decree, United States v. City of Alpha",
-         "short_title": "Alpha Consent Decree (2019)", "jurisdiction": "Alpha, Ohio", "kind": "consent_decree",
+         "short_title": "Alpha Consent Decree (2019)", "jurisdiction": "Alpha, Ohio",
+         "kind": "consent_decree",
          "year": 2019, "court": "N.D. Ohio", "effective_date": date(2019, 1, 31),
          "url": "https://alpha.example.test/decree"},
         {"key": "beta_fl_2021", "title": "Findings letter on the Beta Police Department",
-         "short_title": "Beta Findings Letter (2021)", "jurisdiction": "Beta, Oregon", "kind": "findings_letter",
+         "short_title": "Beta Findings Letter (2021)", "jurisdiction": "Beta, Oregon",
+         "kind": "findings_letter",
          "effective_date": "2021-06-01"},
     ],
     "recommendations": [
@@ -55,7 +58,8 @@ BASE = {
          "citations": [{"source": "alpha_cd_2019", "paragraphs": "¶¶ 140-142", "basis": "unverified"}]},
         {"id": "DAT-001", "module": "data", "title": "Document every crisis contact",
          "summary": "Record each behavioral-health contact on one form.",
-         "citations": [{"source": "beta_fl_2021", "paragraphs": "Section III", "basis": "secondary_description"}]},
+         "citations": [{"source": "beta_fl_2021", "paragraphs": "Section III",
+                        "basis": "secondary_description"}]},
     ],
     "compliance_scales": [
         {"key": "simple", "name": "Simple scale", "description": "Three levels.",
@@ -92,7 +96,8 @@ def state(db):
     counts = {m.__name__: count(db, m) for m in (Recommendation, Module, Source, AuditEvent, Citation,
                                                    ComplianceScale)}
     recs = db.session.execute(
-        sa.select(Recommendation.code, Recommendation.summary, Recommendation.retired_at).order_by(Recommendation.code)
+        sa.select(Recommendation.code, Recommendation.summary, Recommendation.retired_at)
+        .order_by(Recommendation.code)
     ).all()
     return counts, [tuple(r) for r in recs]
 
@@ -101,7 +106,7 @@ def get_rec(db, code):
     return db.session.execute(sa.select(Recommendation).where(Recommendation.code == code)).scalar_one()
 
 
-# --- loading a valid file ------------------------------------------------------------------------------------
+# --- loading a valid file -------------------------------------------------------------------------
 
 
 def test_valid_catalog_loads(db, tmp_path):
@@ -172,7 +177,7 @@ def test_cli_loads_valid_catalog(app, db, tmp_path):
     assert count(db, Recommendation) == 3
 
 
-# --- invalid files ---------------------------------------------------------------------------------------------
+# --- invalid files --------------------------------------------------------------------------------
 
 
 def _unknown_module(data):
@@ -209,12 +214,14 @@ def _bad_basis(data):
 
 # (mutation, fragments that must all appear in the message)
 INVALID = {
-    "unknown_module": (_unknown_module, ["recommendation #2 CIT-002", "field 'module'", "unknown module key 'training'"]),
+    "unknown_module": (_unknown_module,
+                       ["recommendation #2 CIT-002", "field 'module'", "unknown module key 'training'"]),
     "undeclared_module_key": (_undeclared_module_key,
                               ["module #3 'training'", "field 'key'", "unknown module key 'training'"]),
     "duplicate_id": (_duplicate_id, ["recommendation 'CIT-002'", "more than once", "ids must be unique"]),
     "unknown_source": (_unknown_source,
-                       ["recommendation #2 CIT-002, citation #1", "field 'source'", "unknown source 'gamma_cd_2030'"]),
+                       ["recommendation #2 CIT-002, citation #1", "field 'source'",
+                        "unknown source 'gamma_cd_2030'"]),
     "bad_effective_date": (_bad_effective_date,
                            ["source #2 'beta_fl_2021'", "field 'effective_date'", "'sometime in 2021'"]),
     "unknown_field": (_unknown_field, ["recommendation #3 DAT-001", "unknown field 'colour'"]),
@@ -228,7 +235,7 @@ version: 1
 modules:
 - key: cit
   name: Crisis Intervention Teams
-  description: The five modules.
+  description: How the CIT program is organised.
  position: 3
 recommendations: []
 """
@@ -325,7 +332,7 @@ def test_missing_file_is_a_catalog_error(app, tmp_path):
     assert result.exit_code == 1 and "nothing was changed" in result.output
 
 
-# --- reloading -------------------------------------------------------------------------------------------------
+# --- reloading ------------------------------------------------------------------------------------
 
 
 def test_reloading_same_file_changes_nothing(db, tmp_path):
@@ -379,7 +386,8 @@ def test_removed_recommendation_is_retired_then_restored(db, tmp_path):
     req = make_requirement(agency, module=cit2.module, code="CIT-002", title="Refresher training",
                            recommendation_id=cit2.id)
     db.session.commit()
-    req_before = (req.id, req.recommendation_id, req.code, req.title, req.status, req.row_version, req.updated_at)
+    req_before = (req.id, req.recommendation_id, req.code, req.title, req.status, req.row_version,
+                  req.updated_at)
 
     smaller = catalog_data()
     smaller["recommendations"] = [r for r in smaller["recommendations"] if r["id"] != "CIT-002"]
@@ -408,7 +416,7 @@ def test_removed_recommendation_is_retired_then_restored(db, tmp_path):
     assert db.session.get(Requirement, req_before[0]).recommendation_id == cit2.id
 
 
-# --- the real catalog ------------------------------------------------------------------------------------------
+# --- the real catalog -----------------------------------------------------------------------------
 
 
 def seed_path(app):
@@ -424,7 +432,8 @@ def load_seed(app, db):
 
 def test_real_seed_catalog_loads(app, db):
     report = load_seed(app, db)
-    assert len(report.added) >= 60 and report.modules == 5 and report.sources >= 1
+    assert len(report.added) >= 60 and report.modules == 5 and report.sources >= 10
+    assert report.sources == count(db, Source)
     modules = db.session.execute(sa.select(Module)).scalars().all()
     assert {m.key for m in modules} == {"diversion", "cit", "data", "advisory", "additional"}
     recs = db.session.execute(
@@ -440,7 +449,7 @@ def test_real_seed_catalog_loads(app, db):
     assert (again.added, again.updated, again.retired, again.changed) == ([], [], [], False)
 
 
-# --- pages -----------------------------------------------------------------------------------------------------
+# --- pages ----------------------------------------------------------------------------------------
 
 
 def test_catalog_pages(app, db, client):
@@ -466,7 +475,8 @@ def test_catalog_pages(app, db, client):
     # A recommendation page per citation basis shows that citation with its verification label.
     for basis, label in CITATION_BASIS.items():
         citation = db.session.execute(
-            sa.select(Citation).where(Citation.basis == basis).order_by(Citation.id).limit(1)).scalar_one_or_none()
+            sa.select(Citation).where(Citation.basis == basis).order_by(Citation.id).limit(1)
+        ).scalar_one_or_none()
         if citation is None:
             continue
         code = citation.recommendation.code
@@ -496,7 +506,8 @@ def test_verification_labels_for_each_basis(db, client, tmp_path):
 def test_retired_recommendation_is_not_listed(app, db, client):
     load_seed(app, db)
     cit = db.session.execute(
-        sa.select(Recommendation).join(Module).where(Module.key == "cit").order_by(Recommendation.code)).scalars().all()
+        sa.select(Recommendation).join(Module).where(Module.key == "cit").order_by(Recommendation.code)
+    ).scalars().all()
     retired, kept = cit[0], cit[1]
     retired.retired_at = utcnow()
     db.session.commit()
@@ -514,7 +525,7 @@ def test_retired_recommendation_is_not_listed(app, db, client):
     assert retired.code not in codes and kept.code in codes
 
 
-# --- API -------------------------------------------------------------------------------------------------------
+# --- API ------------------------------------------------------------------------------------------
 
 
 def test_api_catalog(app, db, client):
@@ -535,9 +546,12 @@ def test_api_catalog(app, db, client):
         assert isinstance(rec["citations"], list) and rec["citations"]
         for c in rec["citations"]:
             assert c["source"] and c["paragraphs"] and c["basis"] in CITATION_BASIS
+    module_of = dict(db.session.execute(sa.select(Recommendation.code, Module.key).join(Module)).all())
     for module in body["modules"]:
-        assert all(r["id"].split("-")[0] == module["recommendations"][0]["id"].split("-")[0]
-                   for r in module["recommendations"])
+        assert module["name"] and module["recommendations"]
+        assert {module_of[r["id"]] for r in module["recommendations"]} == {module["key"]}
+        codes = [r["id"] for r in module["recommendations"]]
+        assert codes == sorted(codes)
 
     db.session.expire_all()
     rec = get_rec(db, recs[0]["id"])
@@ -561,7 +575,7 @@ def test_api_catalog_small(db, client, tmp_path):
     ]
 
 
-# --- query counts ----------------------------------------------------------------------------------------------
+# --- query counts ---------------------------------------------------------------------------------
 
 
 def _many(n):
@@ -597,3 +611,31 @@ def test_query_count_does_not_grow_with_catalog(db, client, count_queries, tmp_p
     assert count(db, Recommendation) == 31
     assert small == large, (small, large)
     assert small <= 6
+
+
+# --- edge cases: an empty citation list, a timestamp where a date belongs ----------------------
+
+
+def test_recommendation_without_citations_is_rejected(db, tmp_path):
+    data = catalog_data()
+    rec_by_id(data, "DAT-001")["citations"] = []
+    with pytest.raises(CatalogError) as info:
+        load_catalog(write_catalog(tmp_path, data))
+    assert "recommendation #3 DAT-001" in str(info.value) and "citations" in str(info.value)
+
+
+def test_timestamp_effective_date_is_rejected_or_stable(db, tmp_path):
+    path = write_catalog(tmp_path, catalog_data())
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("effective_date: 2019-01-31", "effective_date: 2019-01-31 10:00:00"),
+                    encoding="utf-8")
+    try:
+        load_catalog(path)
+    except CatalogError as exc:
+        assert "field 'effective_date'" in str(exc)
+        return
+    db.session.commit()
+    events = count(db, AuditEvent)
+    again = load_catalog(path)
+    db.session.commit()
+    assert not again.changed and count(db, AuditEvent) == events

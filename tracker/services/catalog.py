@@ -6,7 +6,7 @@ text, adds new items and retires removed ones (never deletes what agencies may u
 """
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -106,6 +106,9 @@ def _text(record, name, where, problems, max_len=None):
 
 def _date(record, name, where, problems):
     value = record.get(name)
+    if isinstance(value, datetime):
+        problems.append(f"{where}: field '{name}' must be a date like 2019-01-31, not a date and time")
+        return None
     if value is None or isinstance(value, date):
         return value
     try:
@@ -139,6 +142,11 @@ def parse_catalog(path):
     if not isinstance(version, int) or version < 1:
         problems.append(f"field 'version' must be a positive whole number, got {version!r}")
         version = 1
+
+    for section in ("modules", "sources", "recommendations", "compliance_scales"):
+        if section in data and not isinstance(data[section], list | type(None)):
+            problems.append(f"field '{section}' must be a list of records")
+            data[section] = []
 
     modules = []
     for i, rec in enumerate(data.get("modules") or []):
@@ -209,6 +217,8 @@ def parse_catalog(path):
         if not isinstance(raw_citations, list):
             problems.append(f"{where}: field 'citations' must be a list")
             raw_citations = []
+        elif not raw_citations and "citations" in rec:
+            problems.append(f"{where}: field 'citations' needs at least one citation")
         for j, cit in enumerate(raw_citations):
             cwhere = f"{where}, citation #{j + 1}"
             if not _check_fields(cit, CITATION_FIELDS, cwhere, problems):
@@ -274,7 +284,7 @@ def _duplicates(keys, what, problems):
     seen = set()
     for key in keys:
         if key in seen:
-            problems.append(f"{what} '{key}' appears more than once (ids must be unique)")
+            problems.append(f"{what} '{key}': field 'id' appears more than once (ids must be unique)")
         seen.add(key)
 
 

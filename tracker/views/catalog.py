@@ -20,7 +20,9 @@ def index():
         sa.select(Recommendation.module_id, sa.func.count())
         .where(Recommendation.retired_at.is_(None)).group_by(Recommendation.module_id)
     ).all())
-    sources = db.session.execute(sa.select(Source).order_by(Source.year.desc(), Source.short_title)).scalars().all()
+    sources = db.session.execute(
+        sa.select(Source).order_by(Source.year.desc().nulls_last(), Source.short_title)
+    ).scalars().all()
     return render_template("catalog/index.html", modules=modules, counts=counts, sources=sources)
 
 
