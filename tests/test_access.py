@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from tests.factories import make_agency, make_module, make_requirement, make_user
 from tracker.models import Requirement
 
-# Routes with ids other than the agency slug, and how to fill them (keyword -> factory attribute).
-OBJECT_ROUTES = {}
+# Route arguments other than the slug, filled with ids of agency B's objects. A route with an
+# argument missing here fails the matrix, so every new route gets a row.
+OBJECT_ARGS = ("req_id", "evidence_id")
 PUBLIC_PREFIXES = ("/static", "/catalog", "/api/v1/catalog", "/login")
 
 
@@ -22,22 +23,37 @@ def _agency_rules(app):
             yield rule
 
 
+def _page(response):
+    """The body with the per-request CSRF token blanked (it embeds a timestamp)."""
+    return re.sub(r'(X-CSRFToken": "|name="csrf_token" value=")[^"]+', r"\1", response.get_data(as_text=True))
+
+
 def _fill(pattern, values):
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: str(values[m.group(1)]), pattern)
 
 
 @pytest.fixture
 def two_agencies(db):
+    from tracker.models import Evidence
+
     module = make_module("cit")
     a, b = make_agency(slug="agency-a"), make_agency(slug="agency-b")
     req_b = make_requirement(b, module=module)
+    evidence_b = Evidence(requirement_id=req_b.id, kind="link", title="B's evidence", url="https://example.org/b")
+    db.session.add(evidence_b)
+    db.session.flush()
     users = {
         "officer": make_user("officer-a@example.test", role="officer", agency=a),
         "monitor": make_user("monitor-a@example.test", role="monitor", agency=a),
         "committee": make_user("committee-a@example.test", role="committee", agency=a),
     }
     db.session.commit()
+    global OBJECT_ROUTES
+    OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id}
     return a, b, req_b, users
+
+
+OBJECT_ROUTES = {}
 
 
 @pytest.mark.parametrize("role", ["officer", "monitor", "committee"])
@@ -56,7 +72,12 @@ def test_every_agency_route_is_404_outside_membership(app, client, auth, two_age
                 got = auth.post(url_b)
                 missing = auth.post(url_missing)
             assert got.status_code == 404, f"{method} {url_b} as {role}: {got.status_code}"
-            assert got.get_data() == missing.get_data(), f"{method} {url_b} differs from a missing agency"
+            assert _page(got) == _page(missing), f"{method} {url_b} differs from a missing agency"
+            if set(rule.arguments) & set(OBJECT_ARGS):
+                # Own agency's slug with B's object id: still 404.
+                url_mixed = _fill(rule.rule, {"slug": "agency-a", **OBJECT_ROUTES})
+                mixed = client.get(url_mixed) if method == "GET" else auth.post(url_mixed)
+                assert mixed.status_code == 404, f"{method} {url_mixed} as {role}: {mixed.status_code}"
     # Own agency is reachable.
     assert client.get("/agencies/agency-a").status_code == 200
 

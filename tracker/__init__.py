@@ -45,6 +45,9 @@ def create_app(config=None):
     from tracker.views import register_blueprints
 
     register_blueprints(app)
+    from tracker.htmx import append_oob_flash
+
+    app.after_request(append_oob_flash)
     app.after_request(security.set_security_headers)
 
     from tracker import cli, templating

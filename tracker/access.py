@@ -58,6 +58,12 @@ def agency_or_404(slug, roles=None):
     return agency
 
 
+def require_role(roles):
+    """403 unless the current user's role in the agency loaded by agency_or_404 is in `roles` (or admin)."""
+    if g.get("agency_role") not in set(roles) | {"admin"}:
+        abort(403)
+
+
 def get_scoped_or_404(model, object_id, agency):
     """Load one row that belongs to `agency`; anything else (missing or another agency's) is 404."""
     if hasattr(model, "agency_id"):

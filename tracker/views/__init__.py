@@ -2,8 +2,8 @@
 
 
 def register_blueprints(app):
-    from tracker.views import admin, agencies, api, auth, catalog, errors
+    from tracker.views import admin, agencies, api, auth, board, catalog, errors, evidence, imports
 
-    for module in (auth, catalog, api, agencies, admin):
+    for module in (auth, catalog, api, agencies, board, evidence, imports, admin):
         app.register_blueprint(module.bp)
     errors.register(app)

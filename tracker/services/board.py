@@ -1,0 +1,170 @@
+"""Reads for the requirement board and the requirement page (constant query counts)."""
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from tracker.extensions import db
+from tracker.models import (
+    STATUSES,
+    Citation,
+    Comment,
+    DeadlineChange,
+    Evidence,
+    EvidenceReview,
+    Module,
+    Recommendation,
+    Requirement,
+    StatusChange,
+    utcnow,
+)
+
+DUE_FILTERS = {"overdue": "Overdue", "upcoming": "Due in the next 30 days", "none": "No due date"}
+OPEN_STATUSES = ("not_started", "in_progress")
+
+
+@dataclass
+class BoardFilters:
+    module: str = ""
+    status: str = ""
+    owner: str = ""
+    due: str = ""
+    q: str = ""
+    ignored: list = field(default_factory=list)
+
+    @classmethod
+    def from_args(cls, args, module_keys, owner_ids):
+        """Unknown values are dropped with a notice, never an error."""
+        f = cls()
+        ignored = []
+        for name, allowed in (("module", module_keys), ("status", STATUSES), ("due", DUE_FILTERS)):
+            value = (args.get(name) or "").strip()
+            if value and value not in allowed:
+                ignored.append(name)
+                value = ""
+            setattr(f, name, value)
+        owner = (args.get("owner") or "").strip()
+        if owner and owner != "none" and owner not in {str(i) for i in owner_ids}:
+            ignored.append("owner")
+            owner = ""
+        f.owner = owner
+        f.q = (args.get("q") or "").strip()[:200]
+        f.ignored = ignored
+        return f
+
+    def as_args(self):
+        return {k: v for k, v in (("module", self.module), ("status", self.status), ("owner", self.owner),
+                                  ("due", self.due), ("q", self.q)) if v}
+
+    @property
+    def active(self):
+        return bool(self.as_args())
+
+
+def _escape_like(text):
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def board_rows(agency, filters):
+    """Requirements of the agency matching the filters, with owners; one query."""
+    today = utcnow().date()
+    query = (sa.select(Requirement).where(Requirement.agency_id == agency.id)
+             .options(sa.orm.joinedload(Requirement.owner))
+             .order_by(Requirement.code))
+    if filters.module:
+        query = query.join(Module, Module.id == Requirement.module_id).where(Module.key == filters.module)
+    if filters.status:
+        query = query.where(Requirement.status == filters.status)
+    if filters.owner == "none":
+        query = query.where(Requirement.owner_id.is_(None))
+    elif filters.owner:
+        query = query.where(Requirement.owner_id == int(filters.owner))
+    if filters.due == "overdue":
+        query = query.where(Requirement.due_date < today, Requirement.status.in_(OPEN_STATUSES))
+    elif filters.due == "upcoming":
+        query = query.where(Requirement.due_date >= today, Requirement.due_date <= today + timedelta(days=30),
+                            Requirement.status.in_(OPEN_STATUSES))
+    elif filters.due == "none":
+        query = query.where(Requirement.due_date.is_(None))
+    if filters.q:
+        pattern = f"%{_escape_like(filters.q.lower())}%"
+        query = query.where(sa.or_(*(sa.func.lower(col).like(pattern, escape="\\") for col in (
+            Requirement.code, Requirement.title, Requirement.summary, Requirement.citation_text))))
+    return db.session.execute(query).unique().scalars().all()
+
+
+def evidence_summary(agency):
+    """{requirement_id: {"total": n, "submitted": n, "accepted": n, "returned": n}} for current versions."""
+    rows = db.session.execute(
+        sa.select(Evidence.requirement_id, Evidence.review_state, sa.func.count())
+        .join(Requirement, Requirement.id == Evidence.requirement_id)
+        .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False))
+        .group_by(Evidence.requirement_id, Evidence.review_state)
+    ).all()
+    summary = {}
+    for req_id, state, n in rows:
+        entry = summary.setdefault(req_id, {"total": 0, "submitted": 0, "accepted": 0, "returned": 0})
+        entry[state] += n
+        entry["total"] += n
+    return summary
+
+
+def status_counts(rows):
+    counts = {}
+    for r in rows:
+        per = counts.setdefault(r.module_id, dict.fromkeys(STATUSES, 0))
+        per[r.status] += 1
+    return counts
+
+
+def requirement_detail(requirement):
+    """Citations, evidence (all versions) and the merged timeline for one requirement: fixed query count."""
+    citations = []
+    if requirement.recommendation_id:
+        citations = db.session.execute(
+            sa.select(Citation).where(Citation.recommendation_id == requirement.recommendation_id)
+            .order_by(Citation.position)
+        ).scalars().all()
+        recommendation = db.session.get(Recommendation, requirement.recommendation_id)
+    else:
+        recommendation = None
+    evidence = db.session.execute(
+        sa.select(Evidence).where(Evidence.requirement_id == requirement.id)
+        .options(sa.orm.joinedload(Evidence.uploaded_by)).order_by(Evidence.created_at.desc(), Evidence.id.desc())
+    ).scalars().all()
+    reviews = db.session.execute(
+        sa.select(EvidenceReview).join(Evidence).where(Evidence.requirement_id == requirement.id)
+        .options(sa.orm.joinedload(EvidenceReview.reviewer))
+    ).scalars().all()
+    statuses = db.session.execute(
+        sa.select(StatusChange).where(StatusChange.requirement_id == requirement.id)
+        .options(sa.orm.joinedload(StatusChange.actor))
+    ).scalars().all()
+    deadlines = db.session.execute(
+        sa.select(DeadlineChange).where(DeadlineChange.requirement_id == requirement.id)
+        .options(sa.orm.joinedload(DeadlineChange.actor))
+    ).scalars().all()
+    comments = db.session.execute(
+        sa.select(Comment).where(Comment.requirement_id == requirement.id).options(sa.orm.joinedload(Comment.author))
+    ).scalars().all()
+    by_id = {e.id: e for e in evidence}
+    timeline = (
+        [("status", s.created_at, s.actor, s) for s in statuses]
+        + [("deadline", d.created_at, d.actor, d) for d in deadlines]
+        + [("comment", c.created_at, c.author, c) for c in comments]
+        + [("evidence", e.created_at, e.uploaded_by, e) for e in evidence]
+        + [("review", r.created_at, r.reviewer, (r, by_id.get(r.evidence_id))) for r in reviews]
+    )
+    timeline.sort(key=lambda item: item[1], reverse=True)
+    latest_returns = {}
+    for r in sorted(reviews, key=lambda r: r.created_at):
+        latest_returns[r.evidence_id] = r
+    return {"citations": citations, "recommendation": recommendation, "evidence": evidence,
+            "latest_review": latest_returns, "timeline": timeline}
+
+
+def owner_choices(agency_id):
+    from tracker.services.requirements import agency_members
+
+    return agency_members(agency_id)
+

@@ -1,0 +1,210 @@
+"""The compliance officer's board and requirement page, with inline edits.
+
+Each edit is one transaction. htmx requests from a board row get the row back (200, 422 with the
+error, 409 with the newer values); plain forms get a redirect, or the requirement page with the error.
+"""
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from tracker.access import agency_or_404, get_scoped_or_404, require_role
+from tracker.extensions import db
+from tracker.forms.auth import EmptyForm
+from tracker.forms.requirements import CommentForm, DueDateForm, EvidenceForm, NotesForm, OwnerForm, StatusForm
+from tracker.htmx import wants_fragment
+from tracker.models import Module, Requirement
+from tracker.services import board as board_service
+from tracker.services import requirements as req_service
+from tracker.services.errors import ValidationFailed
+
+bp = Blueprint("board", __name__)
+
+EDIT_ROLES = {"officer"}
+COMMENT_ROLES = {"officer", "monitor"}
+
+
+def can_edit():
+    return g.get("agency_role") in EDIT_ROLES | {"admin"}
+
+
+def can_comment():
+    return g.get("agency_role") in COMMENT_ROLES | {"admin"}
+
+
+@bp.app_context_processor
+def _permissions():
+    return {"can_edit": can_edit, "can_comment": can_comment}
+
+
+def _modules():
+    return db.session.execute(db.select(Module).order_by(Module.position)).scalars().all()
+
+
+@bp.get("/agencies/<slug>")
+@login_required
+def board(slug):
+    agency = agency_or_404(slug)
+    modules = _modules()
+    owners = board_service.owner_choices(agency.id)
+    filters = board_service.BoardFilters.from_args(request.args, {m.key for m in modules}, [u.id for u in owners])
+    rows = board_service.board_rows(agency, filters)
+    by_module = {}
+    for r in rows:
+        by_module.setdefault(r.module_id, []).append(r)
+    context = {
+        "agency": agency, "modules": modules, "owners": owners, "filters": filters, "rows": rows,
+        "by_module": by_module, "counts": board_service.status_counts(rows),
+        "evidence": board_service.evidence_summary(agency), "due_filters": board_service.DUE_FILTERS,
+        "csrf_form": EmptyForm(), "errors": {}, "submitted": {}, "conflict": None, "row_mode": False,
+    }
+    if filters.ignored:
+        flash(f"Unknown filter value ignored: {', '.join(filters.ignored)}.", "warning")
+    template = "board/_board.html" if wants_fragment() and request.headers.get("HX-Target") == "board" \
+        else "board/board.html"
+    return render_template(template, **context)
+
+
+def _load(slug, req_id, roles=None):
+    """Agency, then the requirement inside it (404 outside scope), then the role (403)."""
+    agency = agency_or_404(slug)
+    requirement = get_scoped_or_404(Requirement, req_id, agency)
+    if roles is not None:
+        require_role(roles)
+    return agency, requirement
+
+
+@bp.get("/agencies/<slug>/requirements/<int:req_id>")
+@login_required
+def requirement(slug, req_id):
+    agency, req = _load(slug, req_id)
+    return _requirement_page(agency, req)
+
+
+def _requirement_page(agency, req, *, status=200, errors=None, conflict=None, submitted=None, forms=None):
+    forms = forms or {}
+    owners = board_service.owner_choices(agency.id)
+    status_form = forms.get("status") or StatusForm(formdata=None, status=req.status, row_version=req.row_version)
+    owner_form = forms.get("owner") or OwnerForm(formdata=None, owner_id=req.owner_id or 0,
+                                                 row_version=req.row_version)
+    owner_form.owner_id.choices = [(0, "Unassigned")] + [(u.id, u.display_name) for u in owners]
+    due_form = forms.get("due") or DueDateForm(formdata=None, due_date=req.due_date, row_version=req.row_version)
+    notes_form = forms.get("notes") or NotesForm(formdata=None, notes=req.notes, row_version=req.row_version)
+    for form in (status_form, owner_form, due_form, notes_form):
+        form.row_version.data = req.row_version if not conflict else req.row_version
+    detail = board_service.requirement_detail(req)
+    return render_template(
+        "board/requirement.html", agency=agency, req=req, detail=detail, errors=errors or {}, conflict=conflict,
+        submitted=submitted or {}, status_form=status_form, owner_form=owner_form, due_form=due_form,
+        notes_form=notes_form, comment_form=forms.get("comment") or CommentForm(formdata=None),
+        evidence_form=forms.get("evidence") or EvidenceForm(formdata=None), csrf_form=EmptyForm(),
+    ), status
+
+
+def _safe_next(default):
+    target = request.form.get("next") or ""
+    parts = urlsplit(target)
+    if target.startswith("/") and not target.startswith("//") and not parts.netloc and "\\" not in target:
+        return target
+    return default
+
+
+def _row_response(agency, req, *, status=200, errors=None, conflict=None, submitted=None):
+    owners = board_service.owner_choices(agency.id)
+    evidence = board_service.evidence_summary(agency)  # one grouped query for the agency
+    return render_template("board/_row.html", agency=agency, r=req, owners=owners, evidence=evidence,
+                           errors=errors or {}, conflict=conflict, submitted=submitted or {},
+                           csrf_form=EmptyForm(), row_mode=True), status
+
+
+def _edit(slug, req_id, form_cls, key, apply, message):
+    agency, req = _load(slug, req_id, roles=EDIT_ROLES)
+    form = form_cls()
+    if key == "owner":
+        form.owner_id.choices = [(0, "Unassigned")] + [(u.id, u.display_name)
+                                                       for u in board_service.owner_choices(agency.id)]
+    submitted = {name: request.form.get(name, "") for name in form._fields if name not in ("csrf_token", "submit")}
+    errors, conflict = {}, None
+    if not form.validate_on_submit():
+        errors = {name: " ".join(field.errors) for name, field in form._fields.items() if field.errors}
+        if "csrf_token" in errors:
+            abort(400)
+    else:
+        try:
+            changed = apply(req, form)
+            db.session.commit()
+        except req_service.Conflict as exc:
+            db.session.rollback()
+            conflict, req = exc.requirement, db.session.get(Requirement, req.id)
+        except ValidationFailed as exc:
+            db.session.rollback()
+            errors = exc.errors
+        else:
+            if changed:
+                flash(message(req), "success")
+            if wants_fragment():
+                return _row_response(agency, req)
+            return redirect(_safe_next(url_for("board.requirement", slug=slug, req_id=req.id)), code=303)
+    status = 409 if conflict is not None else 422
+    if conflict is not None:
+        flash("Someone else saved this requirement first. Their values are shown; your input is kept "
+              "in the form — save again to apply it.", "warning")
+    else:
+        flash("Not saved: " + " ".join(errors.values()), "error")
+    if wants_fragment():
+        return _row_response(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted)
+    if key in ("status", "owner", "due", "notes"):
+        form.row_version.data = req.row_version
+    return _requirement_page(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted,
+                             forms={key: form})
+
+
+@bp.post("/agencies/<slug>/requirements/<int:req_id>/status")
+@login_required
+def set_status(slug, req_id):
+    return _edit(slug, req_id, StatusForm, "status",
+                 lambda req, f: req_service.set_status(req, f.status.data, f.note.data, f.row_version.data,
+                                                       actor=current_user),
+                 lambda req: f"{req.code}: status is now {req.status_label}.")
+
+
+@bp.post("/agencies/<slug>/requirements/<int:req_id>/owner")
+@login_required
+def set_owner(slug, req_id):
+    return _edit(slug, req_id, OwnerForm, "owner",
+                 lambda req, f: req_service.set_owner(req, f.owner_id.data, f.row_version.data, actor=current_user),
+                 lambda req: f"{req.code}: owner is now {req.owner.display_name if req.owner else 'nobody'}.")
+
+
+@bp.post("/agencies/<slug>/requirements/<int:req_id>/due-date")
+@login_required
+def set_due_date(slug, req_id):
+    return _edit(slug, req_id, DueDateForm, "due",
+                 lambda req, f: req_service.set_due_date(req, f.due_date.data, f.reason.data, f.row_version.data,
+                                                         actor=current_user),
+                 lambda req: f"{req.code}: due date is now {req.due_date.isoformat() if req.due_date else 'none'}.")
+
+
+@bp.post("/agencies/<slug>/requirements/<int:req_id>/notes")
+@login_required
+def set_notes(slug, req_id):
+    return _edit(slug, req_id, NotesForm, "notes",
+                 lambda req, f: req_service.set_notes(req, f.notes.data, f.row_version.data, actor=current_user),
+                 lambda req: f"{req.code}: notes saved.")
+
+
+@bp.post("/agencies/<slug>/requirements/<int:req_id>/comments")
+@login_required
+def add_comment(slug, req_id):
+    agency, req = _load(slug, req_id, roles=COMMENT_ROLES)
+    form = CommentForm()
+    if form.validate_on_submit():
+        try:
+            req_service.add_comment(req, form.body.data, actor=current_user)
+            db.session.commit()
+            flash("Comment posted.", "success")
+            return redirect(url_for("board.requirement", slug=slug, req_id=req.id) + "#comments", code=303)
+        except ValidationFailed as exc:
+            db.session.rollback()
+            form.body.errors = [*form.body.errors, *exc.errors.values()]
+    return _requirement_page(agency, req, status=422, forms={"comment": form})
