@@ -42,8 +42,8 @@ class AdoptForm(FlaskForm):
 class UserForm(FlaskForm):
     email = EmailField("Email address", validators=[DataRequired(), Length(max=254)])
     name = StringField("Full name", validators=[Optional(), Length(max=200)])
-    role = SelectField("Role", choices=[("admin", "Administrator"), ("officer", "Compliance officer"),
-                                        ("monitor", "Monitor"), ("committee", "Advisory-committee member")])
+    role = SelectField("Role", choices={"admin": "Administrator", "officer": "Compliance officer",
+                                        "monitor": "Monitor", "committee": "Advisory-committee member"})
     agency_id = SelectField("Agency", coerce=int, validators=[Optional()],
                             description="Required for officers, monitors and committee members.")
     submit = SubmitField("Create user")
@@ -51,6 +51,6 @@ class UserForm(FlaskForm):
 
 class MembershipForm(FlaskForm):
     agency_id = SelectField("Agency", coerce=int)
-    role = SelectField("Role", choices=[("officer", "Compliance officer"), ("monitor", "Monitor"),
-                                        ("committee", "Advisory-committee member")])
+    role = SelectField("Role", choices={"officer": "Compliance officer", "monitor": "Monitor",
+                                        "committee": "Advisory-committee member"})
     submit = SubmitField("Add membership")

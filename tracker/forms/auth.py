@@ -4,8 +4,10 @@ from wtforms.validators import DataRequired, Length
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email address", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    email = EmailField("Email address", validators=[DataRequired(), Length(max=254)],
+                       render_kw={"autocomplete": "username"})
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
     submit = SubmitField("Sign in")
 
 
@@ -16,6 +18,8 @@ class EmptyForm(FlaskForm):
 
 
 class PasswordChangeForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)],
+                                     render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)],
+                                 render_kw={"autocomplete": "new-password"})
     submit = SubmitField("Change password")

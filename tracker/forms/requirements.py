@@ -9,8 +9,8 @@ from tracker.models import STATUSES, VISIBILITIES
 
 
 class StatusForm(FlaskForm):
-    status = SelectField("Status", choices=list(STATUSES.items()))
-    note = TextAreaField("Note", validators=[Optional(), Length(max=4000)],
+    status = SelectField("Status", choices=dict(STATUSES))
+    note = TextAreaField("Note on this change", validators=[Optional(), Length(max=4000)],
                          description="Required when the status is Not applicable: say why.")
     row_version = HiddenField()
     submit = SubmitField("Save status")
@@ -43,7 +43,7 @@ class CommentForm(FlaskForm):
 
 
 class EvidenceForm(FlaskForm):
-    kind = RadioField("Kind of evidence", choices=[("file", "Upload a file"), ("link", "Link to a web page")],
+    kind = RadioField("Kind of evidence", choices={"file": "Upload a file", "link": "Link to a web page"},
                       default="file")
     file = FileField("File", description="PDF, Word, Excel, CSV, text, PNG or JPEG.")
     url = StringField("Link (http or https)", validators=[Optional(), Length(max=2000)])
@@ -51,7 +51,7 @@ class EvidenceForm(FlaskForm):
     description = TextAreaField("Description", validators=[Optional(), Length(max=4000)])
     period_start = DateField("Period covered: from", validators=[Optional()])
     period_end = DateField("Period covered: to", validators=[Optional()])
-    visibility = RadioField("Visibility", choices=list(VISIBILITIES.items()), default="restricted",
+    visibility = RadioField("Visibility", choices=dict(VISIBILITIES), default="restricted",
                             description="Restricted files are seen by the agency and its monitors only; "
                                         "committee members see the title.")
     submit = SubmitField("Add evidence")
