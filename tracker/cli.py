@@ -17,6 +17,7 @@ catalog_cli = AppGroup("catalog", help="Recommendation catalog.")
 users_cli = AppGroup("users", help="User accounts.")
 audit_cli = AppGroup("audit", help="Audit log.")
 seed_cli = AppGroup("seed", help="Demo data.")
+evidence_cli = AppGroup("evidence", help="Evidence store.")
 
 
 def _fail(message):
@@ -129,6 +130,16 @@ def seed_demo(force):
         click.echo(f"  {role:<10} {email:<32} {password}")
 
 
+@evidence_cli.command("sweep")
+@click.option("--min-age-hours", default=24, show_default=True, help="Only files older than this.")
+def evidence_sweep(min_age_hours):
+    """Remove stored files that no evidence row refers to (left by an interrupted upload)."""
+    from tracker.services.evidence import remove_orphan_blobs
+
+    removed = remove_orphan_blobs(min_age_seconds=min_age_hours * 3600)
+    click.echo(f"Removed {removed} unreferenced file(s).")
+
+
 def register(app):
-    for group in (catalog_cli, users_cli, audit_cli, seed_cli):
+    for group in (catalog_cli, users_cli, audit_cli, seed_cli, evidence_cli):
         app.cli.add_command(group)

@@ -1,4 +1,5 @@
 """Load the demo agency: users with random passwords, adopted requirements, a spread of statuses."""
+import io
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -6,9 +7,12 @@ import sqlalchemy as sa
 import yaml
 
 from tracker.extensions import db
-from tracker.models import ComplianceScale, Requirement, Source, StatusChange, utcnow
-from tracker.services import accounts, agencies, audit
+from tracker.models import ComplianceScale, Requirement, Source, StatusChange, User, utcnow
+from tracker.pdf import simple_pdf
+from tracker.services import accounts, agencies, audit, evidence
+from tracker.services import requirements as req_service
 from tracker.services.errors import ValidationFailed
+from tracker.storage import get_store
 
 
 def load_demo(path):
@@ -61,5 +65,28 @@ def load_demo(path):
             req.due_date = today + timedelta(days=offsets[i % len(offsets)])
             req.due_date_derived = False
     db.session.flush()
+    _demo_activity(agency, requirements, officers, data.get("activity", []))
     audit.record("demo.load", agency, after={"requirements": len(requirements), "users": len(credentials)})
     return credentials
+
+
+def _demo_activity(agency, requirements, officers, activity):
+    """Evidence, comments and a deadline extension so the screens show real history on first run."""
+    by_code = {r.code: r for r in requirements}
+    users = {u.email: u for u in db.session.execute(sa.select(User)).scalars()}
+    for item in activity:
+        req = by_code.get(item["requirement"])
+        actor = users[item["by"]]
+        if req is None:
+            continue
+        if item["kind"] == "pdf":
+            pdf = simple_pdf([item["title"], f"{agency.name} - demo evidence for {req.code}", *item.get("lines", [])])
+            blob = get_store().put(io.BytesIO(pdf))
+            evidence.add_file(req, (blob, "application/pdf", item["filename"]), item, actor=actor)
+        elif item["kind"] == "link":
+            evidence.add_link(req, item["url"], item, actor=actor)
+        elif item["kind"] == "comment":
+            req_service.add_comment(req, item["body"], actor=actor)
+        elif item["kind"] == "extension":
+            req_service.set_due_date(req, date.fromisoformat(item["new_date"]), item["reason"], req.row_version,
+                                     actor=actor)

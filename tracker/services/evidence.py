@@ -1,8 +1,11 @@
 """Evidence: files (stored by SHA-256) and links, versions, and the checks on what is uploaded."""
 import os
 import re
+import time
 from datetime import date
 from urllib.parse import urlsplit
+
+import sqlalchemy as sa
 
 from tracker import filetypes
 from tracker.extensions import db
@@ -122,10 +125,6 @@ def validate_metadata(values):
 
 def remove_orphan_blobs(min_age_seconds=24 * 3600):
     """Delete stored files no evidence row refers to (left by a crash mid-upload), older than a day."""
-    import time
-
-    import sqlalchemy as sa
-
     store = get_store()
     known = set(db.session.execute(sa.select(Evidence.sha256).where(Evidence.sha256.is_not(None))).scalars())
     removed = 0
