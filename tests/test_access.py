@@ -13,7 +13,7 @@ from tracker.models import Requirement
 
 # Route arguments other than the slug, filled with ids of agency B's objects. A route with an
 # argument missing here fails the matrix, so every new route gets a row.
-OBJECT_ARGS = ("req_id", "evidence_id")
+OBJECT_ARGS = ("req_id", "evidence_id", "period_id")
 PUBLIC_PREFIXES = ("/static", "/catalog", "/api/v1/catalog", "/login")
 
 
@@ -34,13 +34,17 @@ def _fill(pattern, values):
 
 @pytest.fixture
 def two_agencies(db):
-    from tracker.models import Evidence
+    from datetime import date
+
+    from tracker.models import Evidence, MonitoringPeriod
 
     module = make_module("cit")
     a, b = make_agency(slug="agency-a"), make_agency(slug="agency-b")
     req_b = make_requirement(b, module=module)
     evidence_b = Evidence(requirement_id=req_b.id, kind="link", title="B's evidence", url="https://example.org/b")
-    db.session.add(evidence_b)
+    period_b = MonitoringPeriod(agency_id=b.id, name="Report 1", start_date=date(2025, 1, 1),
+                                end_date=date(2025, 6, 30))
+    db.session.add_all([evidence_b, period_b])
     db.session.flush()
     users = {
         "officer": make_user("officer-a@example.test", role="officer", agency=a),
@@ -49,7 +53,7 @@ def two_agencies(db):
     }
     db.session.commit()
     global OBJECT_ROUTES
-    OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id}
+    OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id, "period_id": period_b.id}
     return a, b, req_b, users
 
 

@@ -28,6 +28,12 @@ def _sqlite_on_connect(dbapi_connection, connection_record):
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+    # SQLite's lower() folds ASCII only; searches must match "Évaluation" as PostgreSQL does.
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(value):
+    return value.lower() if isinstance(value, str) else value
 
 
 @sa.event.listens_for(Engine, "begin")

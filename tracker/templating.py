@@ -8,6 +8,16 @@ from tracker.models import AGENCY_ROLES, CITATION_BASIS, STATUSES
 from tracker.models.base import utcnow
 
 
+def _waiting():
+    from flask import g
+
+    from tracker.services.reviews import waiting_counts
+
+    if "waiting" not in g:
+        g.waiting = waiting_counts(current_user)
+    return g.waiting
+
+
 def register(app):
     @app.context_processor
     def globals_():
@@ -16,6 +26,7 @@ def register(app):
             "AGENCY_ROLES": AGENCY_ROLES,
             "CITATION_BASIS": CITATION_BASIS,
             "nav_agencies": user_agencies if current_user.is_authenticated else (lambda: []),
+            "nav_waiting": _waiting if current_user.is_authenticated else (lambda: {}),
             "today": date.today(),
         }
 

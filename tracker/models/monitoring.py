@@ -20,6 +20,7 @@ class MonitoringPeriod(Base):
     end_date: so.Mapped[date]
     state: so.Mapped[str] = so.mapped_column(sa.String(8), default="open")
     closed_at: so.Mapped[datetime | None]
+    closed_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
 
     agency = so.relationship("Agency")
 
@@ -36,6 +37,8 @@ class Finding(Base):
     monitor_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
     supersedes_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("finding.id"))
     is_current: so.Mapped[bool] = so.mapped_column(default=True)
+    # Set when a finding of a closed period is corrected: why the frozen rating was replaced.
+    correction_reason: so.Mapped[str | None] = so.mapped_column(sa.Text)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     requirement = so.relationship("Requirement")

@@ -109,9 +109,26 @@ def evidence_summary(agency):
     return summary
 
 
+def disagreement_flags(agency, rows):
+    """{requirement_id: sentence} where the agency's status and the latest finding disagree (2 queries)."""
+    from tracker.services import monitoring
+
+    top = monitoring.top_rank(monitoring.scale_levels(agency))
+    latest = monitoring.latest_findings(agency)
+    flags = {}
+    for r in rows:
+        flag = monitoring.disagreement(r, latest.get(r.id), top)
+        if flag:
+            flags[r.id] = flag
+    return flags
+
+
 def status_counts(rows):
+    """Counts by status per module; requirements the court has terminated are not active and not counted."""
     counts = {}
     for r in rows:
+        if r.terminated_at is not None:
+            continue
         per = counts.setdefault(r.module_id, dict.fromkeys(STATUSES, 0))
         per[r.status] += 1
     return counts
@@ -161,6 +178,29 @@ def requirement_detail(requirement):
         latest_returns[r.evidence_id] = r
     return {"citations": citations, "recommendation": recommendation, "evidence": evidence,
             "latest_review": latest_returns, "timeline": timeline}
+
+
+def latest_reviews(evidence_ids):
+    """{evidence_id: latest EvidenceReview} in one query."""
+    if not evidence_ids:
+        return {}
+    latest = {}
+    for review in db.session.execute(
+        sa.select(EvidenceReview).where(EvidenceReview.evidence_id.in_(evidence_ids))
+        .options(sa.orm.joinedload(EvidenceReview.reviewer)).order_by(EvidenceReview.created_at, EvidenceReview.id)
+    ).scalars():
+        latest[review.evidence_id] = review
+    return latest
+
+
+def version_chain(evidence, all_evidence):
+    """This item and the versions it replaced, newest first (from an already loaded list)."""
+    by_id = {e.id: e for e in all_evidence}
+    chain, current = [], evidence
+    while current is not None:
+        chain.append(current)
+        current = by_id.get(current.supersedes_id)
+    return chain
 
 
 def owner_choices(agency_id):

@@ -2,8 +2,8 @@
 
 
 def register_blueprints(app):
-    from tracker.views import admin, agencies, api, auth, board, catalog, errors, evidence, imports
+    from tracker.views import admin, agencies, api, auth, board, catalog, errors, evidence, imports, monitoring, reviews
 
-    for module in (auth, catalog, api, agencies, board, evidence, imports, admin):
+    for module in (auth, catalog, api, agencies, board, evidence, imports, reviews, monitoring, admin):
         app.register_blueprint(module.bp)
     errors.register(app)

@@ -15,6 +15,7 @@ from tracker.forms.requirements import CommentForm, DueDateForm, EvidenceForm, N
 from tracker.htmx import wants_fragment
 from tracker.models import Module, Requirement
 from tracker.services import board as board_service
+from tracker.services import monitoring as monitoring_service
 from tracker.services import requirements as req_service
 from tracker.services.errors import ValidationFailed
 
@@ -56,6 +57,7 @@ def board(slug):
         "agency": agency, "modules": modules, "owners": owners, "filters": filters, "rows": rows,
         "by_module": by_module, "counts": board_service.status_counts(rows),
         "evidence": board_service.evidence_summary(agency), "due_filters": board_service.DUE_FILTERS,
+        "flags": board_service.disagreement_flags(agency, rows),
         "csrf_form": EmptyForm(), "errors": {}, "submitted": {}, "conflict": None, "row_mode": False,
     }
     if filters.ignored:
@@ -95,6 +97,7 @@ def _requirement_page(agency, req, *, status=200, errors=None, conflict=None, su
     detail = board_service.requirement_detail(req)
     return render_template(
         "board/requirement.html", agency=agency, req=req, detail=detail, errors=errors or {}, conflict=conflict,
+        monitoring=monitoring_service.requirement_monitoring(agency, req),
         submitted=submitted or {}, status_form=status_form, owner_form=owner_form, due_form=due_form,
         notes_form=notes_form, comment_form=forms.get("comment") or CommentForm(formdata=None),
         evidence_form=forms.get("evidence") or EvidenceForm(formdata=None), csrf_form=EmptyForm(),
@@ -112,7 +115,8 @@ def _safe_next(default):
 def _row_response(agency, req, *, status=200, errors=None, conflict=None, submitted=None):
     owners = board_service.owner_choices(agency.id)
     evidence = board_service.evidence_summary(agency)  # one grouped query for the agency
-    return render_template("board/_row.html", agency=agency, r=req, owners=owners, evidence=evidence,
+    flags = board_service.disagreement_flags(agency, [req])
+    return render_template("board/_row.html", agency=agency, r=req, owners=owners, evidence=evidence, flags=flags,
                            errors=errors or {}, conflict=conflict, submitted=submitted or {},
                            csrf_form=EmptyForm(), row_mode=True), status
 
@@ -153,8 +157,11 @@ def _edit(slug, req_id, form_cls, key, apply, message):
         flash("Not saved: " + " ".join(errors.values()), "error")
     if wants_fragment():
         return _row_response(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted)
-    if key in ("status", "owner", "due", "notes"):
-        form.row_version.data = req.row_version
+    for name, message in errors.items():
+        field = getattr(form, name, None)
+        if field is not None and message not in field.errors:
+            field.errors = [*field.errors, message]
+    form.row_version.data = req.row_version
     return _requirement_page(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted,
                              forms={key: form})
 

@@ -1,0 +1,107 @@
+"""Monitor review of evidence: the queue, accept, return with a comment; waiting counts for the nav."""
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from tracker.extensions import db
+from tracker.models import Agency, Evidence, EvidenceReview, Membership, Module, Requirement, utcnow
+from tracker.services import audit
+from tracker.services.errors import ValidationFailed
+
+AGE_FILTERS = {"7": "Waiting more than 7 days", "30": "Waiting more than 30 days"}
+
+
+def monitor_agency_ids(user):
+    if user.is_admin:
+        return list(db.session.execute(sa.select(Agency.id)).scalars())
+    return list(db.session.execute(
+        sa.select(Membership.agency_id).where(Membership.user_id == user.id, Membership.role == "monitor")
+    ).scalars())
+
+
+def queue_query(agency_ids):
+    """Current, submitted evidence of the given agencies, oldest first."""
+    return (sa.select(Evidence, Requirement, Agency)
+            .join(Requirement, Requirement.id == Evidence.requirement_id)
+            .join(Agency, Agency.id == Requirement.agency_id)
+            .where(Requirement.agency_id.in_(agency_ids), Evidence.review_state == "submitted",
+                   Evidence.superseded.is_(False))
+            .order_by(Evidence.created_at, Evidence.id))
+
+
+def queue(user, agency_slug="", module_key="", age=""):
+    agency_ids = monitor_agency_ids(user)
+    query = queue_query(agency_ids)
+    if agency_slug:
+        query = query.where(Agency.slug == agency_slug)
+    if module_key:
+        query = query.join(Module, Module.id == Requirement.module_id).where(Module.key == module_key)
+    if age in AGE_FILTERS:
+        query = query.where(Evidence.created_at < utcnow() - timedelta(days=int(age)))
+    rows = db.session.execute(query.options(sa.orm.joinedload(Evidence.uploaded_by))).all()
+    return rows, _counts_by_agency(agency_ids)
+
+
+def _counts_by_agency(agency_ids):
+    return dict(db.session.execute(
+        sa.select(Requirement.agency_id, sa.func.count(Evidence.id))
+        .join(Requirement, Requirement.id == Evidence.requirement_id)
+        .where(Requirement.agency_id.in_(agency_ids), Evidence.review_state == "submitted",
+               Evidence.superseded.is_(False))
+        .group_by(Requirement.agency_id)
+    ).all())
+
+
+def _decide(evidence, decision, comment, actor):
+    if evidence.superseded:
+        raise ValidationFailed({"decision": "A newer version of this evidence exists; review that one."})
+    if evidence.review_state != "submitted":
+        raise ValidationFailed({"decision": f"This evidence was already {evidence.review_state}."})
+    review = EvidenceReview(evidence_id=evidence.id, reviewer_id=actor.id, decision=decision, comment=comment)
+    evidence.review_state = decision
+    db.session.add(review)
+    db.session.flush()
+    requirement = db.session.get(Requirement, evidence.requirement_id)
+    audit.record(f"evidence.{'accept' if decision == 'accepted' else 'return'}", evidence,
+                 agency_id=requirement.agency_id, actor=actor, before={"review_state": "submitted"},
+                 after={"review_state": decision, "comment": comment})
+    return review
+
+
+def accept(evidence, comment, *, actor):
+    comment = (comment or "").strip()
+    if len(comment) > 4000:
+        raise ValidationFailed({"comment": "The comment must be at most 4000 characters."})
+    return _decide(evidence, "accepted", comment, actor)
+
+
+def return_(evidence, comment, *, actor):
+    comment = (comment or "").strip()
+    if not comment:
+        raise ValidationFailed({"comment": "Say what is missing or wrong: a comment is required to return evidence."})
+    if len(comment) > 4000:
+        raise ValidationFailed({"comment": "The comment must be at most 4000 characters."})
+    return _decide(evidence, "returned", comment, actor)
+
+
+def returned_for(user):
+    """Returned, current evidence in the user's officer agencies that they uploaded or whose requirement they own."""
+    officer_agencies = sa.select(Membership.agency_id).where(Membership.user_id == user.id,
+                                                             Membership.role == "officer")
+    return (sa.select(Evidence, Requirement, Agency)
+            .join(Requirement, Requirement.id == Evidence.requirement_id)
+            .join(Agency, Agency.id == Requirement.agency_id)
+            .where(Requirement.agency_id.in_(officer_agencies), Evidence.review_state == "returned",
+                   Evidence.superseded.is_(False),
+                   sa.or_(Evidence.uploaded_by_id == user.id, Requirement.owner_id == user.id))
+            .order_by(Evidence.created_at))
+
+
+def waiting_counts(user):
+    """{'review': n, 'returned': n} for the navigation; two small counting queries."""
+    monitor_ids = monitor_agency_ids(user) if not user.is_admin else []
+    review = 0
+    if monitor_ids:
+        review = sum(_counts_by_agency(monitor_ids).values())
+    returned = db.session.execute(sa.select(sa.func.count()).select_from(returned_for(user).subquery())).scalar()
+    return {"review": review, "returned": returned}

@@ -1,0 +1,101 @@
+"""The monitor's review queue and decisions; the officer's list of returned items."""
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from tracker.access import agency_or_404, get_scoped_or_404, require_role
+from tracker.extensions import db
+from tracker.forms.auth import EmptyForm
+from tracker.models import Agency, Evidence, Module, Requirement
+from tracker.services import board as board_service
+from tracker.services import reviews
+from tracker.services.errors import ValidationFailed
+
+bp = Blueprint("reviews", __name__)
+
+REVIEW_ROLES = {"monitor"}
+
+
+@bp.get("/reviews")
+@login_required
+def queue():
+    agency_ids = reviews.monitor_agency_ids(current_user)
+    if not agency_ids:
+        abort(404)
+    agencies = db.session.execute(
+        sa.select(Agency).where(Agency.id.in_(agency_ids)).order_by(Agency.name)).scalars().all()
+    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    agency_slug = request.args.get("agency", "")
+    module_key = request.args.get("module", "")
+    age = request.args.get("age", "")
+    ignored = []
+    if agency_slug and agency_slug not in {a.slug for a in agencies}:
+        ignored.append("agency")
+        agency_slug = ""
+    if module_key and module_key not in {m.key for m in modules}:
+        ignored.append("module")
+        module_key = ""
+    if age and age not in reviews.AGE_FILTERS:
+        ignored.append("age")
+        age = ""
+    if ignored:
+        flash(f"Unknown filter value ignored: {', '.join(ignored)}.", "warning")
+    rows, counts = reviews.queue(current_user, agency_slug, module_key, age)
+    return render_template("reviews/queue.html", rows=rows, counts=counts, agencies=agencies, modules=modules,
+                           filters={"agency": agency_slug, "module": module_key, "age": age},
+                           age_filters=reviews.AGE_FILTERS)
+
+
+@bp.get("/returned")
+@login_required
+def returned():
+    rows = db.session.execute(reviews.returned_for(current_user)).all()
+    last_reviews = board_service.latest_reviews([e.id for e, _r, _a in rows])
+    return render_template("reviews/returned.html", rows=rows, last_reviews=last_reviews)
+
+
+def _load(slug, evidence_id):
+    agency = agency_or_404(slug)
+    evidence = get_scoped_or_404(Evidence, evidence_id, agency)
+    require_role(REVIEW_ROLES)
+    return agency, evidence
+
+
+@bp.get("/agencies/<slug>/evidence/<int:evidence_id>/review")
+@login_required
+def review(slug, evidence_id):
+    agency, evidence = _load(slug, evidence_id)
+    return _page(agency, evidence)
+
+
+def _page(agency, evidence, status=200, errors=None, comment=""):
+    req = db.session.get(Requirement, evidence.requirement_id)
+    detail = board_service.requirement_detail(req)
+    versions = board_service.version_chain(evidence, detail["evidence"])
+    return render_template("reviews/review.html", agency=agency, evidence=evidence, req=req, detail=detail,
+                           versions=versions, errors=errors or {}, comment=comment, form=EmptyForm()), status
+
+
+@bp.post("/agencies/<slug>/evidence/<int:evidence_id>/review")
+@login_required
+def decide(slug, evidence_id):
+    agency, evidence = _load(slug, evidence_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    decision = request.form.get("decision")
+    comment = request.form.get("comment", "")
+    try:
+        if decision == "accept":
+            reviews.accept(evidence, comment, actor=current_user)
+        elif decision == "return":
+            reviews.return_(evidence, comment, actor=current_user)
+        else:
+            raise ValidationFailed({"decision": "Choose Accept or Return."})
+        db.session.commit()
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash("Not saved: " + " ".join(exc.errors.values()), "error")
+        return _page(agency, db.session.get(Evidence, evidence_id), status=422, errors=exc.errors, comment=comment)
+    verb = "accepted" if decision == "accept" else "returned to the agency"
+    flash(f"“{evidence.title}” {verb}.", "success")
+    return redirect(url_for("reviews.queue"), code=303)
