@@ -7,9 +7,9 @@ import sqlalchemy as sa
 import yaml
 
 from tracker.extensions import db
-from tracker.models import ComplianceScale, Requirement, Source, StatusChange, User, utcnow
+from tracker.models import ComplianceScale, Membership, Requirement, Source, StatusChange, User, utcnow
 from tracker.pdf import simple_pdf
-from tracker.services import accounts, agencies, audit, evidence
+from tracker.services import accounts, agencies, audit, evidence, monitoring
 from tracker.services import requirements as req_service
 from tracker.services.errors import ValidationFailed
 from tracker.storage import get_store
@@ -66,6 +66,7 @@ def load_demo(path):
             req.due_date_derived = False
     db.session.flush()
     _demo_activity(agency, requirements, officers, data.get("activity", []))
+    _demo_periods(agency, requirements, data.get("periods", []))
     audit.record("demo.load", agency, after={"requirements": len(requirements), "users": len(credentials)})
     return credentials
 
@@ -90,3 +91,19 @@ def _demo_activity(agency, requirements, officers, activity):
         elif item["kind"] == "extension":
             req_service.set_due_date(req, date.fromisoformat(item["new_date"]), item["reason"], req.row_version,
                                      actor=actor)
+
+
+def _demo_periods(agency, requirements, periods):
+    by_code = {r.code: r for r in requirements}
+    monitor = db.session.execute(
+        sa.select(User).join(User.memberships).where(Membership.agency_id == agency.id, Membership.role == "monitor")
+    ).scalars().first()
+    levels = {lvl.key: lvl for lvl in monitoring.scale_levels(agency)}
+    for spec in periods:
+        period = monitoring.create_period(agency, spec["name"], date.fromisoformat(spec["start"]),
+                                          date.fromisoformat(spec["end"]), actor=monitor)
+        for code, (level_key, narrative) in spec.get("findings", {}).items():
+            if code in by_code:
+                monitoring.record_finding(by_code[code], period, levels[level_key].id, narrative, actor=monitor)
+        if spec.get("close"):
+            monitoring.close_period(period, actor=monitor)
