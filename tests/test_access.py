@@ -102,8 +102,12 @@ def test_anonymous_users_are_sent_to_sign_in(app, client, two_agencies):
     for rule in _agency_rules(app):
         if "GET" in rule.methods:
             response = client.get(_fill(rule.rule, {"slug": "agency-a", **OBJECT_ROUTES}))
-            assert response.status_code == 302
-            assert response.headers["Location"].startswith("/login")
+            if rule.rule.startswith("/api/"):
+                assert response.status_code == 401, rule.rule
+                assert response.json["error"] == "authentication required"
+            else:
+                assert response.status_code == 302, rule.rule
+                assert response.headers["Location"].startswith("/login")
 
 
 def test_get_scoped_or_404_refuses_other_agencies_rows(app, db, two_agencies):

@@ -78,3 +78,24 @@ class UserSession(Base):
     user_agent: so.Mapped[str | None] = so.mapped_column(sa.String(300))
 
     user: so.Mapped[User] = so.relationship(lazy="joined")
+
+
+class ApiToken(Base):
+    """A personal secret for the read API or a calendar feed. Only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (sa.CheckConstraint("kind IN ('api', 'calendar')", name="kind"),)
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user_account.id"), index=True)
+    kind: so.Mapped[str] = so.mapped_column(sa.String(16))
+    name: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    # Calendar feeds are per agency; API tokens see everything the user sees.
+    agency_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("agency.id"))
+    token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    prefix: so.Mapped[str] = so.mapped_column(sa.String(12))
+    created_at: so.Mapped[datetime]
+    last_used_at: so.Mapped[datetime | None]
+    revoked_at: so.Mapped[datetime | None]
+
+    user: so.Mapped[User] = so.relationship(lazy="joined")
+    agency = so.relationship("Agency")

@@ -60,6 +60,12 @@ def read_rows(filename, data):
     return [str(h).strip().lower() for h in rows[0]], rows[1:]
 
 
+def _code(paragraph):
+    """'131(d)', '¶131(d)' and '¶ 131(d)' are the same paragraph: '¶ 131(d)'."""
+    bare = paragraph.lstrip("¶").strip()
+    return f"¶ {bare}" if bare else ""
+
+
 def parse(filename, data, agency):
     header, rows = read_rows(filename, data)
     problems = []
@@ -87,12 +93,13 @@ def parse(filename, data, agency):
         for name, value in (("paragraph", paragraph), ("title", title), ("module", module_key)):
             if not value:
                 problems.append(f"{where}, column '{name}': required")
+        code = _code(paragraph)
         if paragraph:
             if len(paragraph) > 50:
                 problems.append(f"{where}, column 'paragraph': at most 50 characters")
-            if paragraph in seen:
-                problems.append(f"{where}, column 'paragraph': '{paragraph}' already appears in row {seen[paragraph]}")
-            seen.setdefault(paragraph, number)
+            if code in seen:
+                problems.append(f"{where}, column 'paragraph': '{paragraph}' already appears in row {seen[code]}")
+            seen.setdefault(code, number)
         if len(title) > 300:
             problems.append(f"{where}, column 'title': at most 300 characters")
         if module_key and module_key not in modules:
@@ -117,7 +124,7 @@ def parse(filename, data, agency):
                 amount, unit = int(match.group(1)), match.group(2).lower()
                 due = (add_months(agency.effective_date, amount) if unit.startswith("month")
                        else agency.effective_date + timedelta(days=amount))
-        records.append({"code": f"¶ {paragraph}" if paragraph and not paragraph.startswith("¶") else paragraph,
+        records.append({"code": code,
                         "title": title, "summary": cell("text"), "module_key": module_key, "due_date": due})
     if problems:
         raise ImportFailed(filename, problems)

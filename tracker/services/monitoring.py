@@ -166,6 +166,7 @@ def latest_findings(agency):
         sa.select(Finding, MonitoringPeriod.end_date)
         .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
         .where(MonitoringPeriod.agency_id == agency.id, Finding.is_current.is_(True))
+        .options(sa.orm.contains_eager(Finding.period))
         .order_by(MonitoringPeriod.end_date, Finding.id)
     ).all()
     latest = {}

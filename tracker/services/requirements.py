@@ -101,9 +101,9 @@ def set_owner(requirement, owner_id, row_version, *, actor):
 
 def set_due_date(requirement, new_date, reason, row_version, *, actor):
     """Set or move the due date. Moving a date already set needs a reason and is kept as history."""
+    _check_version(requirement, row_version)  # first: a reason is judged against the date the user saw
     reason = _text(reason, "reason", "A reason", required=requirement.due_date is not None
                    and new_date != requirement.due_date, max_len=1000)
-    _check_version(requirement, row_version)
     if new_date == requirement.due_date:
         return None
     old = requirement.due_date

@@ -1,12 +1,13 @@
 """Sign in, sign out, own account."""
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from tracker.access import user_agencies
 from tracker.extensions import db, limiter
 from tracker.forms.auth import EmptyForm, LoginForm, PasswordChangeForm
-from tracker.services import accounts
+from tracker.services import accounts, tokens
 from tracker.services.errors import ValidationFailed
 
 bp = Blueprint("auth", __name__)
@@ -86,4 +87,41 @@ def account():
         except ValidationFailed as exc:
             db.session.rollback()
             errors = exc.errors
-    return render_template("auth/account.html", form=form, errors=errors), (422 if errors else 200)
+    return render_template("auth/account.html", form=form, errors=errors, tokens=tokens.for_user(current_user),
+                           agencies=user_agencies(), action_form=EmptyForm()), (422 if errors else 200)
+
+
+@bp.post("/account/tokens")
+@login_required
+def create_token():
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    kind = request.form.get("kind", "")
+    agency = None
+    if kind == "calendar":
+        slug = request.form.get("agency", "")
+        agency = next((a for a in user_agencies() if a.slug == slug), None)
+    try:
+        token, secret = tokens.create(current_user, kind, request.form.get("name", ""), agency)
+        db.session.commit()
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash("Not created: " + " ".join(exc.errors.values()), "error")
+        return redirect(url_for("auth.account") + "#tokens", code=303)
+    feed_url = url_for("public.calendar", token=secret, _external=True) if kind == "calendar" else None
+    # Shown once, in this answer only: it is not stored and never put in a cookie or a redirect.
+    return render_template("auth/token_created.html", token=token, secret=secret, feed_url=feed_url)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id):
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    token = next((t for t in tokens.for_user(current_user) if t.id == token_id), None)
+    if token is None:
+        abort(404)
+    tokens.revoke(token, actor=current_user)
+    db.session.commit()
+    flash(f"{'Calendar feed' if token.kind == 'calendar' else 'API token'} {token.prefix}… revoked.", "success")
+    return redirect(url_for("auth.account") + "#tokens", code=303)

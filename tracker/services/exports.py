@@ -1,0 +1,190 @@
+"""Exports: requirement matrix (CSV, XLSX), calendar feed (iCalendar), evidence package (zip)."""
+import csv
+import hashlib
+import io
+import json
+import tempfile
+import zipfile
+from datetime import timedelta
+
+import sqlalchemy as sa
+from icalendar import Calendar, Event
+
+from tracker.extensions import db
+from tracker.models import STATUSES, Evidence, Module, Requirement, User, utcnow
+from tracker.services import monitoring
+from tracker.storage import get_store
+
+MATRIX_COLUMNS = ("Requirement", "Title", "Citation", "Module", "Status", "Owner", "Due date", "Latest finding",
+                  "Evidence (current)", "Evidence accepted", "Evidence submitted", "Evidence returned", "Terminated")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value):
+    """Spreadsheet formula injection: a text cell starting with = + - @ (or tab/CR) is prefixed with '."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def matrix_rows(agency, batch_size=500):
+    """Yield one list per requirement, in code order, reading the table in batches (constant memory)."""
+    latest = monitoring.latest_findings(agency)
+    modules = dict(db.session.execute(sa.select(Module.id, Module.name)).all())
+    owners = dict(db.session.execute(sa.select(User.id, User.name)).all())
+    owner_emails = dict(db.session.execute(sa.select(User.id, User.email)).all())
+    evidence = {}
+    for req_id, state, n in db.session.execute(
+        sa.select(Evidence.requirement_id, Evidence.review_state, sa.func.count())
+        .join(Requirement, Requirement.id == Evidence.requirement_id)
+        .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False))
+        .group_by(Evidence.requirement_id, Evidence.review_state)
+    ).all():
+        evidence.setdefault(req_id, {})[state] = n
+    last_code = None
+    while True:
+        query = (sa.select(Requirement.id, Requirement.code, Requirement.title, Requirement.citation_text,
+                           Requirement.module_id, Requirement.status, Requirement.owner_id, Requirement.due_date,
+                           Requirement.terminated_at)
+                 .where(Requirement.agency_id == agency.id).order_by(Requirement.code).limit(batch_size))
+        if last_code is not None:
+            query = query.where(Requirement.code > last_code)
+        batch = db.session.execute(query).all()
+        if not batch:
+            return
+        for r in batch:
+            ev = evidence.get(r.id, {})
+            finding = latest.get(r.id)
+            yield [
+                r.code, r.title, r.citation_text, modules.get(r.module_id, ""), STATUSES.get(r.status, r.status),
+                (owners.get(r.owner_id) or owner_emails.get(r.owner_id, "")) if r.owner_id else "",
+                r.due_date.isoformat() if r.due_date else "",
+                f"{finding.level.label} ({finding.period.name})" if finding else "",
+                sum(ev.values()), ev.get("accepted", 0), ev.get("submitted", 0), ev.get("returned", 0),
+                r.terminated_at.isoformat() if r.terminated_at else "",
+            ]
+        last_code = batch[-1].code
+
+
+def csv_stream(rows, columns=MATRIX_COLUMNS):
+    """Yield CSV text chunk by chunk; UTF-8 with BOM so spreadsheet programs detect the encoding."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    yield "\ufeff"
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([neutralise(v) for v in row])
+        if buffer.tell() > 16384:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def xlsx_file(rows, title, columns=MATRIX_COLUMNS):
+    """Write an XLSX (openpyxl write-only mode) to a temporary file and return it, rewound."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title=title[:31] or "Requirements")
+    header = []
+    for name in columns:
+        cell = WriteOnlyCell(sheet, value=name)
+        cell.font = Font(bold=True)
+        header.append(cell)
+    sheet.append(header)
+    for row in rows:
+        # Text cells are stored as strings; neutralised ones can never be read back as formulas.
+        sheet.append([neutralise(v) for v in row])
+    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+    workbook.save(out)
+    out.seek(0)
+    return out
+
+
+def calendar(agency, base_url):
+    """An iCalendar of the agency's open, dated requirements (all-day events on the due date)."""
+    cal = Calendar()
+    cal.add("prodid", "-//Consent-decree tracker//deadlines//EN")
+    cal.add("version", "2.0")
+    cal.add("x-wr-calname", f"{agency.name}: decree deadlines")
+    stamp = utcnow()
+    rows = db.session.execute(
+        sa.select(Requirement.id, Requirement.code, Requirement.title, Requirement.due_date, Requirement.status,
+                  Requirement.citation_text)
+        .where(Requirement.agency_id == agency.id, Requirement.due_date.is_not(None),
+               Requirement.terminated_at.is_(None))
+        .order_by(Requirement.due_date)
+    ).all()
+    for r in rows:
+        event = Event()
+        event.add("uid", f"requirement-{r.id}@{agency.slug}.decree-tracker")
+        event.add("dtstamp", stamp)
+        event.add("dtstart", r.due_date)
+        event.add("dtend", r.due_date + timedelta(days=1))
+        event.add("summary", f"{r.code} due: {r.title}")
+        event.add("description", f"Status: {STATUSES.get(r.status, r.status)}\nCitation: {r.citation_text}")
+        event.add("url", f"{base_url}agencies/{agency.slug}/requirements/{r.id}")
+        cal.add_component(event)
+    return cal.to_ical()
+
+
+def period_evidence(agency, period, shareable_only=False):
+    """Current evidence whose period covered overlaps the monitoring period (or, with no period
+    covered, that was added during it)."""
+    start, end = period.start_date, period.end_date
+    overlap = sa.or_(
+        sa.and_(Evidence.period_start.is_not(None), Evidence.period_start <= end,
+                sa.func.coalesce(Evidence.period_end, Evidence.period_start) >= start),
+        sa.and_(Evidence.period_start.is_(None), Evidence.period_end.is_not(None), Evidence.period_end >= start,
+                Evidence.period_end <= end),
+        sa.and_(Evidence.period_start.is_(None), Evidence.period_end.is_(None),
+                sa.func.date(Evidence.created_at) >= start, sa.func.date(Evidence.created_at) <= end),
+    )
+    query = (sa.select(Evidence, Requirement.code).join(Requirement, Requirement.id == Evidence.requirement_id)
+             .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False), overlap)
+             .order_by(Requirement.code, Evidence.id))
+    if shareable_only:
+        query = query.where(Evidence.visibility == "shareable")
+    return db.session.execute(query).all()
+
+
+def evidence_package(agency, period):
+    """A zip of the period's shareable evidence files plus manifest.json and MANIFEST.txt (names, hashes)."""
+    store = get_store()
+    items = period_evidence(agency, period, shareable_only=True)
+    out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    manifest = []
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        used = set()
+        for evidence, code in items:
+            entry = {"requirement": code, "title": evidence.title, "kind": evidence.kind,
+                     "review_state": evidence.review_state, "added": evidence.created_at.isoformat()}
+            if evidence.kind == "link":
+                entry["url"] = evidence.url
+            elif store.exists(evidence.sha256):
+                name = f"{code}/{evidence.id}-{evidence.filename}".replace("¶", "para").replace(" ", "_")
+                while name in used:
+                    name = "_" + name
+                used.add(name)
+                digest = hashlib.sha256()
+                with store.open(evidence.sha256) as src, archive.open(name, "w") as dst:
+                    while chunk := src.read(1024 * 1024):
+                        digest.update(chunk)
+                        dst.write(chunk)
+                entry.update(file=name, sha256=digest.hexdigest(), size_bytes=evidence.size_bytes)
+            else:
+                entry["missing"] = True
+            manifest.append(entry)
+        header = {"agency": agency.name, "period": period.name, "start": period.start_date.isoformat(),
+                  "end": period.end_date.isoformat(), "generated_at": utcnow().isoformat() + "Z",
+                  "items": manifest}
+        archive.writestr("manifest.json", json.dumps(header, indent=2, ensure_ascii=False))
+        lines = [f"{agency.name} - {period.name} - shareable evidence", "sha256  file  (requirement: title)"]
+        lines += [f"{e.get('sha256', '-' * 64)}  {e.get('file') or e.get('url')}  ({e['requirement']}: {e['title']})"
+                  for e in manifest]
+        archive.writestr("MANIFEST.txt", "\n".join(lines) + "\n")
+    out.seek(0)
+    return out, len(manifest)
