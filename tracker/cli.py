@@ -140,6 +140,22 @@ def evidence_sweep(min_age_hours):
     click.echo(f"Removed {removed} unreferenced file(s).")
 
 
+@click.command("backup")
+@click.argument("target", type=click.Path(file_okay=False))
+def backup_command(target):
+    """Back up the database and evidence files into a new folder TARGET."""
+    from tracker.services.backup import BackupError, backup
+
+    try:
+        manifest = backup(target)
+    except BackupError as exc:
+        _fail(f"Backup failed: {exc}")
+    db.session.rollback()
+    click.echo(f"Backup written to {target}: {manifest['database']}, {manifest['evidence_files']} evidence file(s), "
+               f"audit head #{manifest['audit_head']['id'] if manifest['audit_head'] else '-'}.")
+
+
 def register(app):
+    app.cli.add_command(backup_command)
     for group in (catalog_cli, users_cli, audit_cli, seed_cli, evidence_cli):
         app.cli.add_command(group)
