@@ -32,6 +32,7 @@ BASE_CONFIG = {
     "HSTS": True,
     "SESSION_COOKIE_SECURE": False,
     "SESSION_COOKIE_NAME": "tracker_session",
+    "MFA_REQUIRED_ROLES": [],  # tests/test_mfa.py turns it on
 }
 
 

@@ -73,6 +73,9 @@ def from_env(instance_path):
         # "timed": it unlocks by itself after LOCKOUT_WINDOW_MINUTES.
         "LOCKOUT_MODE": os.environ.get("LOCKOUT_MODE", "admin"),
         "PASSWORD_MIN_LENGTH": _int("PASSWORD_MIN_LENGTH", 12),
+        # Roles that must sign in with a TOTP code as well as the password (ASVS 6.3.3, CJIS IA-2).
+        "MFA_REQUIRED_ROLES": [r.strip() for r in os.environ.get(
+            "MFA_REQUIRED_ROLES", "" if development else "admin,monitor").split(",") if r.strip()],
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_KIB": _int("ARGON2_MEMORY_KIB", 65536),
         "ARGON2_PARALLELISM": _int("ARGON2_PARALLELISM", 4),

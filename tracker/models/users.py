@@ -26,6 +26,11 @@ class User(Timestamped, Base):
     first_failed_at: so.Mapped[datetime | None]
     locked_at: so.Mapped[datetime | None]
     last_login_at: so.Mapped[datetime | None]
+    # TOTP second factor. The pending secret waits for the first correct code during enrolment;
+    # the last used time step makes each code single-use.
+    totp_secret: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    totp_pending_secret: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    totp_last_step: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
 
     memberships: so.Mapped[list["Membership"]] = so.relationship(
         back_populates="user", cascade="all, delete-orphan"

@@ -98,8 +98,8 @@ def _is_locked(user, now):
     return True
 
 
-def authenticate(email, password, *, ip=None, user_agent=None):
-    """Check credentials, apply lockout, open a server-side session. Returns the UserSession."""
+def check_password(email, password):
+    """First factor. Returns the user, or raises LoginRefused (counting the failure, audited)."""
     try:
         email = normalise_email(email)
     except ValidationFailed:
@@ -123,6 +123,21 @@ def authenticate(email, password, *, ip=None, user_agent=None):
         raise LoginRefused()
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    return user
+
+
+def record_factor_failure(user, reason):
+    """A wrong second-factor code counts towards the same lockout as a wrong password."""
+    _count_failure(user, utcnow())
+    audit.record("auth.mfa", user, actor=user, outcome="failure",
+                 after={"reason": reason, "failed_logins": user.failed_logins, "locked": user.locked_at is not None})
+
+
+def open_session(user, *, ip=None, user_agent=None, mfa=False):
+    """Both factors passed: a new server-side session."""
+    now = utcnow()
+    if _is_locked(user, now) or not user.active:
+        raise LoginRefused()
     user.failed_logins = 0
     user.first_failed_at = None
     user.last_login_at = now
@@ -132,8 +147,14 @@ def authenticate(email, password, *, ip=None, user_agent=None):
     )
     db.session.add(user_session)
     db.session.flush()
-    audit.record("auth.login", user, actor=user, after={"session": user_session.id[:8]})
+    audit.record("auth.login", user, actor=user, after={"session": user_session.id[:8], "mfa": mfa})
     return user_session
+
+
+def authenticate(email, password, *, ip=None, user_agent=None):
+    """Password-only sign-in (CLI, tests, and users without a second factor)."""
+    user = check_password(email, password)
+    return open_session(user, ip=ip, user_agent=user_agent)
 
 
 def _count_failure(user, now):

@@ -127,10 +127,9 @@ def status_counts(rows):
     """Counts by status per module; requirements the court has terminated are not active and not counted."""
     counts = {}
     for r in rows:
-        if r.terminated_at is not None:
-            continue
         per = counts.setdefault(r.module_id, dict.fromkeys(STATUSES, 0))
-        per[r.status] += 1
+        if r.terminated_at is None:
+            per[r.status] += 1
     return counts
 
 

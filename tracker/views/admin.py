@@ -8,7 +8,7 @@ from tracker.extensions import db
 from tracker.forms.admin import AdoptForm, AgencyForm, MembershipForm, UserForm
 from tracker.forms.auth import EmptyForm
 from tracker.models import Agency, AuditEvent, ComplianceScale, Membership, Module, Requirement, Source, User
-from tracker.services import accounts, agencies
+from tracker.services import accounts, agencies, mfa
 from tracker.services.errors import ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -238,7 +238,7 @@ def membership_remove(user_id, membership_id):
 @bp.post("/users/<int:user_id>/<action>")
 def user_action(user_id, action):
     user = _user_or_404(user_id)
-    if action not in {"unlock", "disable", "enable", "sign-out"}:
+    if action not in {"unlock", "disable", "enable", "sign-out", "reset-mfa"}:
         abort(404)
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -254,6 +254,10 @@ def user_action(user_id, action):
     elif action == "enable":
         accounts.set_active(user, True, actor=current_user)
         message = f"{user.email} enabled."
+    elif action == "reset-mfa":
+        mfa.reset(user, actor=current_user)
+        accounts.revoke_all_sessions(user, actor=current_user, reason="second factor reset")
+        message = f"Two-step sign-in of {user.email} reset; they set it up again at their next sign-in."
     else:
         count = accounts.revoke_all_sessions(user, actor=current_user, reason="admin sign-out")
         message = f"{count} session(s) of {user.email} ended."

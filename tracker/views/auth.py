@@ -1,4 +1,5 @@
 """Sign in, sign out, own account."""
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -7,7 +8,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 from tracker.access import user_agencies
 from tracker.extensions import db, limiter
 from tracker.forms.auth import EmptyForm, LoginForm, PasswordChangeForm
-from tracker.services import accounts, tokens
+from tracker.models import User
+from tracker.services import accounts, mfa, tokens
 from tracker.services.errors import ValidationFailed
 
 bp = Blueprint("auth", __name__)
@@ -37,23 +39,83 @@ def login():
     status = 200
     if form.validate_on_submit():
         try:
-            user_session = accounts.authenticate(form.email.data, form.password.data, ip=request.remote_addr,
-                                                 user_agent=request.user_agent.string)
+            user = accounts.check_password(form.email.data, form.password.data)
         except accounts.LoginRefused as exc:
             db.session.commit()  # keep the failure count and the audit event
             error, status = exc.message, 401
         else:
-            db.session.commit()
             next_url = _safe_next(request.args.get("next"))
-            session.clear()  # a new session at sign-in: nothing carried over from before
-            user = user_session.user
-            user.session_token = user_session.id
-            login_user(user)
-            flash(f"Signed in as {user.display_name}.", "success")
-            return redirect(next_url or url_for("agencies.home"), code=303)
+            if user.totp_secret or mfa.required_for(user):
+                db.session.commit()
+                session.clear()
+                # Only the user id waits here, for at most five minutes; nothing is signed in yet.
+                session["mfa"] = {"user_id": user.id, "next": next_url, "started": time.time(), "attempts": 0}
+                return redirect(url_for("auth.second_factor"), code=303)
+            return _finish_login(user, next_url, mfa_used=False)
     elif request.method == "POST":
         status = 422
     return render_template("auth/login.html", form=form, error=error), status
+
+
+def _finish_login(user, next_url, mfa_used):
+    try:
+        user_session = accounts.open_session(user, ip=request.remote_addr, user_agent=request.user_agent.string,
+                                             mfa=mfa_used)
+    except accounts.LoginRefused as exc:
+        db.session.commit()
+        session.clear()
+        flash(exc.message, "error")
+        return redirect(url_for("auth.login"), code=303)
+    db.session.commit()
+    session.clear()  # a new session at sign-in: nothing carried over from before
+    user.session_token = user_session.id
+    login_user(user)
+    flash(f"Signed in as {user.display_name}.", "success")
+    return redirect(next_url or url_for("agencies.home"), code=303)
+
+
+MFA_WINDOW_SECONDS = 300
+MFA_MAX_ATTEMPTS = 5
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def second_factor():
+    pending = session.get("mfa")
+    if not pending or time.time() - pending.get("started", 0) > MFA_WINDOW_SECONDS:
+        session.pop("mfa", None)
+        flash("Sign in again: the second step expired or was not started.", "info")
+        return redirect(url_for("auth.login"), code=303)
+    user = db.session.get(User, pending["user_id"])
+    if user is None or not user.active:
+        session.clear()
+        return redirect(url_for("auth.login"), code=303)
+    enrolling = not user.totp_secret
+    form = EmptyForm()
+    error = None
+    if request.method == "POST" and form.validate_on_submit():
+        code = request.form.get("code", "")
+        ok = mfa.confirm_enrolment(user, code) if enrolling else mfa.verify(user, code)
+        if ok:
+            return _finish_login(user, pending.get("next"), mfa_used=True)
+        accounts.record_factor_failure(user, "wrong or reused code")
+        db.session.commit()
+        pending["attempts"] = pending.get("attempts", 0) + 1
+        if pending["attempts"] >= MFA_MAX_ATTEMPTS or user.locked_at is not None:
+            session.clear()
+            flash(accounts.LoginRefused.message, "error")
+            return redirect(url_for("auth.login"), code=303)
+        session["mfa"] = pending
+        error = "That code is not right, or was already used. Enter the current 6-digit code from your app."
+    secret = qr = uri = None
+    if enrolling:
+        secret = user.totp_pending_secret or mfa.start_enrolment(user)
+        db.session.commit()
+        uri = mfa.provisioning_uri(user, secret)
+        qr = mfa.qr_svg(uri)
+    status = 401 if error else 200
+    return render_template("auth/second_factor.html", enrolling=enrolling, secret=secret, qr=qr, uri=uri,
+                           error=error, email=user.email), status
 
 
 @bp.post("/logout")
@@ -125,3 +187,27 @@ def revoke_token(token_id):
     db.session.commit()
     flash(f"{'Calendar feed' if token.kind == 'calendar' else 'API token'} {token.prefix}… revoked.", "success")
     return redirect(url_for("auth.account") + "#tokens", code=303)
+
+
+@bp.route("/account/mfa", methods=["GET", "POST"])
+@login_required
+def mfa_setup():
+    """Turn on two-step sign-in for one's own account (those whose role requires it enrol at sign-in)."""
+    user = current_user
+    if user.totp_secret:
+        flash("Two-step sign-in is already on. An administrator can reset it if you lose your device.", "info")
+        return redirect(url_for("auth.account"), code=303)
+    error = None
+    if request.method == "POST":
+        if not EmptyForm().validate_on_submit():
+            abort(400)
+        if mfa.confirm_enrolment(user, request.form.get("code", "")):
+            db.session.commit()
+            flash("Two-step sign-in is on. You will be asked for a code at every sign-in.", "success")
+            return redirect(url_for("auth.account"), code=303)
+        error = "That code is not right, or was already used. Enter the current 6-digit code from your app."
+    secret = user.totp_pending_secret or mfa.start_enrolment(user)
+    db.session.commit()
+    uri = mfa.provisioning_uri(user, secret)
+    return render_template("auth/second_factor.html", enrolling=True, secret=secret, qr=mfa.qr_svg(uri), uri=uri,
+                           error=error, email=user.email, setup=True), (401 if error else 200)
