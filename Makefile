@@ -10,7 +10,7 @@ FLASK := $(BIN)/flask --app wsgi
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TRACKER_ENV ?= development
 
-.PHONY: run setup test test-sqlite test-postgres test-browser lint vendor clean
+.PHONY: run setup test test-sqlite test-postgres test-browser lint vendor clean bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -70,3 +70,8 @@ vendor:
 
 clean:
 	rm -rf $(VENV) instance/tracker.db* .pytest_cache
+
+bench: $(VENV)/.test-installed
+	@command -v wrk >/dev/null 2>&1 || { echo "Installing Debian wrk for the benchmark"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/run.py

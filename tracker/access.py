@@ -34,6 +34,15 @@ def user_agencies():
     return sorted((m.agency for m in memberships()), key=lambda a: a.name)
 
 
+def nav_agencies(limit=6):
+    """The first agencies for the navigation bar, without loading every agency an admin can see."""
+    if not current_user.is_authenticated:
+        return []
+    if current_user.is_admin:
+        return db.session.execute(sa.select(Agency).order_by(Agency.name).limit(limit)).scalars().all()
+    return sorted((m.agency for m in memberships()), key=lambda a: a.name)[:limit]
+
+
 def role_in(agency):
     """'admin', the membership role, or None."""
     if not current_user.is_authenticated:

@@ -100,7 +100,8 @@ def _json(ref, description):
     return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
 
-ERRORS = {"401": _json("#/components/schemas/Error", "Not signed in and no token sent"),
+ERRORS = {"400": _json("#/components/schemas/Error", "page or per_page is not a whole number in range"),
+          "401": _json("#/components/schemas/Error", "Not signed in and no token sent"),
           "404": _json("#/components/schemas/Error", "Unknown or revoked token, or outside your agencies")}
 
 
@@ -128,7 +129,7 @@ def openapi_document():
                                  "responses": {"200": _json("#/components/schemas/Catalog", "Modules")}}},
             "/agencies": {"get": {"summary": "Agencies you can see",
                                   "responses": {"200": _json("#/components/schemas/AgencyList", "Agencies"),
-                                                **ERRORS}}},
+                                                "401": ERRORS["401"], "404": ERRORS["404"]}}},
             "/agencies/{slug}/requirements": {"get": {
                 "summary": "An agency's requirements", "parameters": [SLUG, *PAGING],
                 "responses": {"200": _json("#/components/schemas/RequirementPage", "A page"), **ERRORS}}},

@@ -1,9 +1,8 @@
 """Template globals and filters."""
-from datetime import date
 
 from flask_login import current_user
 
-from tracker.access import user_agencies
+from tracker.access import nav_agencies
 from tracker.models import AGENCY_ROLES, CITATION_BASIS, STATUSES
 from tracker.models.base import utcnow
 
@@ -25,9 +24,9 @@ def register(app):
             "STATUSES": STATUSES,
             "AGENCY_ROLES": AGENCY_ROLES,
             "CITATION_BASIS": CITATION_BASIS,
-            "nav_agencies": user_agencies if current_user.is_authenticated else (lambda: []),
+            "nav_agencies": nav_agencies,
             "nav_waiting": _waiting if current_user.is_authenticated else (lambda: {}),
-            "today": date.today(),
+            "today": utcnow().date(),
         }
 
     @app.template_filter("date")

@@ -29,6 +29,11 @@ class Finding(Base):
     """A rating; a correction after the period closed is a new row that supersedes the old one."""
 
     __tablename__ = "finding"
+    __table_args__ = (
+        # One current finding per requirement and period; replaced ones stay as history.
+        sa.Index("uq_finding_current", "requirement_id", "period_id", unique=True,
+                 sqlite_where=sa.text("is_current"), postgresql_where=sa.text("is_current")),
+    )
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     requirement_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("requirement.id"), index=True)
     period_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("monitoring_period.id"), index=True)

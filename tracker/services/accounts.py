@@ -182,24 +182,23 @@ def load_session(session_id):
         return None
     cfg = current_app.config
     now = utcnow()
-    idle_limit = now - timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
-    age_limit = now - timedelta(hours=cfg["SESSION_MAX_HOURS"])
-    # Touch first: an UPDATE as the transaction's first statement takes SQLite's write lock up
-    # front instead of upgrading a read snapshot (which fails at once under concurrent writers).
-    db.session.execute(
-        sa.update(UserSession)
-        .where(UserSession.id == session_id, UserSession.revoked_at.is_(None),
-               UserSession.last_seen_at > idle_limit, UserSession.created_at > age_limit,
-               UserSession.last_seen_at < now - timedelta(seconds=60))
-        .values(last_seen_at=now)
-    )
     user_session = db.session.get(UserSession, session_id)
-    if user_session is None or user_session.revoked_at is not None:
+    if user_session is None or user_session.revoked_at is not None or not user_session.user.active:
         return None
-    if user_session.last_seen_at <= idle_limit or user_session.created_at <= age_limit:
+    if (now - user_session.last_seen_at > timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
+            or now - user_session.created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"])):
         return None
-    if not user_session.user.active:
-        return None
+    if now - user_session.last_seen_at > timedelta(seconds=60):
+        # At most once a minute: a write on every page view would serialise all readers on SQLite.
+        # Best effort: if another writer holds the lock, the next request records the activity.
+        try:
+            db.session.execute(sa.update(UserSession).where(
+                UserSession.id == session_id, UserSession.last_seen_at < now - timedelta(seconds=60)
+            ).values(last_seen_at=now))
+            db.session.commit()
+        except sa.exc.OperationalError:
+            db.session.rollback()
+        user_session = db.session.get(UserSession, session_id)
     return user_session
 
 

@@ -93,14 +93,15 @@ def board_rows(agency, filters):
     return db.session.execute(query).unique().scalars().all()
 
 
-def evidence_summary(agency):
+def evidence_summary(agency, requirement_id=None):
     """{requirement_id: {"total": n, "submitted": n, "accepted": n, "returned": n}} for current versions."""
-    rows = db.session.execute(
-        sa.select(Evidence.requirement_id, Evidence.review_state, sa.func.count())
-        .join(Requirement, Requirement.id == Evidence.requirement_id)
-        .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False))
-        .group_by(Evidence.requirement_id, Evidence.review_state)
-    ).all()
+    query = (sa.select(Evidence.requirement_id, Evidence.review_state, sa.func.count())
+             .join(Requirement, Requirement.id == Evidence.requirement_id)
+             .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False))
+             .group_by(Evidence.requirement_id, Evidence.review_state))
+    if requirement_id is not None:
+        query = query.where(Evidence.requirement_id == requirement_id)
+    rows = db.session.execute(query).all()
     summary = {}
     for req_id, state, n in rows:
         entry = summary.setdefault(req_id, {"total": 0, "submitted": 0, "accepted": 0, "returned": 0})

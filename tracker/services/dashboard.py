@@ -226,19 +226,72 @@ SORTS = {
 }
 
 
+def _top_counts(agency_ids):
+    """{agency_id: active requirements whose latest finding is the top rating} in one SQL query."""
+    ranked = (sa.select(Finding.requirement_id, Finding.level_id,
+                        sa.func.row_number().over(partition_by=Finding.requirement_id,
+                                                  order_by=(MonitoringPeriod.end_date.desc(), Finding.id.desc()))
+                        .label("rn"))
+              .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
+              .where(MonitoringPeriod.agency_id.in_(agency_ids), Finding.is_current.is_(True))
+              .subquery())
+    top_rank = (sa.select(sa.func.max(ComplianceLevel.rank)).where(
+        ComplianceLevel.scale_id == Agency.scale_id, ComplianceLevel.kind == "rating").correlate(Agency)
+        .scalar_subquery())
+    rows = db.session.execute(
+        sa.select(Requirement.agency_id, sa.func.count())
+        .join(ranked, ranked.c.requirement_id == Requirement.id)
+        .join(ComplianceLevel, ComplianceLevel.id == ranked.c.level_id)
+        .join(Agency, Agency.id == Requirement.agency_id)
+        .where(ranked.c.rn == 1, Requirement.terminated_at.is_(None), ComplianceLevel.kind == "rating",
+               ComplianceLevel.rank == top_rank)
+        .group_by(Requirement.agency_id)
+    ).all()
+    return dict(rows)
+
+
 def rollup(agencies, sort="name", descending=False):
-    """One row per agency with the same measures; a fixed number of queries for any number of agencies."""
+    """One row per agency with the same measures, aggregated in SQL: five queries for any number of agencies."""
     ids = [a.id for a in agencies]
     if not ids:
         return []
-    rows = _requirement_rows(ids)
-    levels = _latest_levels(ids)
-    tops = _top_ranks(ids)
-    evidence = _evidence_counts(ids)
     today = utcnow().date()
     measures = {a.id: Measures() for a in agencies}
-    for row in rows:
-        _accumulate(measures[row.agency_id], row, levels.get(row.id), tops.get(row.agency_id), evidence, today)
+    active = Requirement.terminated_at.is_(None)
+    for agency_id, status, terminated, n in db.session.execute(
+        sa.select(Requirement.agency_id, Requirement.status, Requirement.terminated_at.is_not(None), sa.func.count())
+        .where(Requirement.agency_id.in_(ids))
+        .group_by(Requirement.agency_id, Requirement.status, Requirement.terminated_at.is_not(None))
+    ).all():
+        if terminated:
+            measures[agency_id].terminated += n
+        else:
+            measures[agency_id].total += n
+            measures[agency_id].by_status[status] += n
+    is_open = sa.and_(active, Requirement.status.in_(OPEN))
+    windows = [sa.func.sum(sa.case((sa.and_(is_open, Requirement.due_date >= today,
+                                            Requirement.due_date <= today + timedelta(days=w)), 1), else_=0))
+               for w in WINDOWS]
+    for agency_id, overdue, *due in db.session.execute(
+        sa.select(Requirement.agency_id, sa.func.sum(sa.case((sa.and_(is_open, Requirement.due_date < today), 1),
+                                                             else_=0)), *windows)
+        .where(Requirement.agency_id.in_(ids)).group_by(Requirement.agency_id)
+    ).all():
+        measures[agency_id].overdue = int(overdue or 0)
+        measures[agency_id].due_within = {w: int(n or 0) for w, n in zip(WINDOWS, due, strict=True)}
+    for agency_id, state, n in db.session.execute(
+        sa.select(Requirement.agency_id, Evidence.review_state, sa.func.count())
+        .join(Requirement, Requirement.id == Evidence.requirement_id)
+        .where(Requirement.agency_id.in_(ids), active, Evidence.superseded.is_(False),
+               Evidence.review_state.in_(("submitted", "returned")))
+        .group_by(Requirement.agency_id, Evidence.review_state)
+    ).all():
+        if state == "submitted":
+            measures[agency_id].evidence_submitted = n
+        else:
+            measures[agency_id].evidence_returned = n
+    for agency_id, n in _top_counts(ids).items():
+        measures[agency_id].at_top = n
     result = [{"agency": a, "measures": measures[a.id]} for a in agencies]
     result.sort(key=SORTS.get(sort, SORTS["name"]), reverse=descending)
     return result

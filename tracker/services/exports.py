@@ -3,6 +3,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import tempfile
 import zipfile
 from datetime import timedelta
@@ -85,6 +86,7 @@ def xlsx_file(rows, title, columns=MATRIX_COLUMNS):
     """Write an XLSX (openpyxl write-only mode) to a temporary file and return it, rewound."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
     workbook = Workbook(write_only=True)
@@ -97,7 +99,9 @@ def xlsx_file(rows, title, columns=MATRIX_COLUMNS):
     sheet.append(header)
     for row in rows:
         # Text cells are stored as strings; neutralised ones can never be read back as formulas.
-        sheet.append([neutralise(v) for v in row])
+        # XML forbids most control characters; openpyxl refuses them rather than writing a broken file.
+        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
+                      for v in (neutralise(v) for v in row)])
     out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
     workbook.save(out)
     out.seek(0)
@@ -165,7 +169,8 @@ def evidence_package(agency, period):
             if evidence.kind == "link":
                 entry["url"] = evidence.url
             elif store.exists(evidence.sha256):
-                name = f"{code}/{evidence.id}-{evidence.filename}".replace("¶", "para").replace(" ", "_")
+                folder = re.sub(r"[^A-Za-z0-9._-]+", "_", code.replace("¶", "para")).strip("._") or "requirement"
+                name = f"{folder}/{evidence.id}-{re.sub(r'[^A-Za-z0-9._-]+', '_', evidence.filename or 'file')}"
                 while name in used:
                     name = "_" + name
                 used.add(name)

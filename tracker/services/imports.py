@@ -20,8 +20,11 @@ from tracker.services.errors import ValidationFailed
 
 COLUMNS = ("paragraph", "title", "text", "module", "due_date", "deadline")
 REQUIRED = ("paragraph", "title", "module")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]00:00(?::00)?)?$")  # spreadsheets add a midnight time
 DEADLINE_RE = re.compile(r"^(\d{1,4})\s*(days?|months?)$", re.IGNORECASE)
 MAX_ROWS = 5000
+# Control characters (other than tab and newline) never belong in decree text; they break XML exports.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ImportFailed(Exception):
@@ -86,7 +89,8 @@ def parse(filename, data, agency):
     for number, row in enumerate(rows, start=2):
         def cell(name, row=row):
             i = index.get(name)
-            return str(row[i]).strip() if i is not None and i < len(row) else ""
+            value = str(row[i]) if i is not None and i < len(row) else ""
+            return CONTROL_RE.sub(" ", value).strip()
 
         where = f"row {number}"
         paragraph, title, module_key = cell("paragraph"), cell("title"), cell("module").lower()
@@ -111,6 +115,8 @@ def parse(filename, data, agency):
             problems.append(f"{where}: give either 'due_date' or 'deadline', not both")
         elif due_text:
             try:
+                if not DATE_RE.match(due_text):
+                    raise ValueError
                 due = date.fromisoformat(due_text[:10])
             except ValueError:
                 problems.append(f"{where}, column 'due_date': '{due_text}' is not a date like 2026-03-31")

@@ -88,11 +88,20 @@ def record_finding(requirement, period, level_id, narrative, *, actor, correctio
     if len(narrative) > 20000:
         errors["narrative"] = "The narrative must be at most 20,000 characters."
     correction_reason = (correction_reason or "").strip()
+    if len(correction_reason) > 2000:
+        errors["correction_reason"] = "The reason must be at most 2,000 characters."
+    if requirement.terminated_at is not None and period.start_date > requirement.terminated_at:
+        errors["requirement"] = (f"{requirement.code} was terminated by the court on "
+                                 f"{requirement.terminated_at.isoformat()}, before this period began; "
+                                 "it is no longer rated.")
     if period.state == "closed" and not correction_reason:
         errors["period"] = (f"{period.name} is closed and its findings are frozen. Record a correction "
                             "with a reason instead.")
     if errors:
         raise ValidationFailed(errors)
+    # Serialise ratings of one requirement (PostgreSQL row lock; SQLite's writes are already serial),
+    # so two monitors saving at once cannot both leave a "current" finding.
+    db.session.execute(sa.select(Requirement.id).where(Requirement.id == requirement.id).with_for_update())
     previous = db.session.execute(
         sa.select(Finding).where(Finding.requirement_id == requirement.id, Finding.period_id == period.id,
                                  Finding.is_current.is_(True))

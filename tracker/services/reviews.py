@@ -29,7 +29,11 @@ def queue_query(agency_ids):
             .order_by(Evidence.created_at, Evidence.id))
 
 
-def queue(user, agency_slug="", module_key="", age=""):
+PAGE_SIZE = 50
+
+
+def queue(user, agency_slug="", module_key="", age="", page=1):
+    """(rows of the page, total matching, counts per agency). Oldest first, PAGE_SIZE per page."""
     agency_ids = monitor_agency_ids(user)
     query = queue_query(agency_ids)
     if agency_slug:
@@ -38,8 +42,10 @@ def queue(user, agency_slug="", module_key="", age=""):
         query = query.join(Module, Module.id == Requirement.module_id).where(Module.key == module_key)
     if age in AGE_FILTERS:
         query = query.where(Evidence.created_at < utcnow() - timedelta(days=int(age)))
-    rows = db.session.execute(query.options(sa.orm.joinedload(Evidence.uploaded_by))).all()
-    return rows, _counts_by_agency(agency_ids)
+    total = db.session.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar()
+    rows = db.session.execute(query.options(sa.orm.joinedload(Evidence.uploaded_by))
+                              .limit(PAGE_SIZE).offset((max(page, 1) - 1) * PAGE_SIZE)).all()
+    return rows, total, _counts_by_agency(agency_ids)
 
 
 def _counts_by_agency(agency_ids):
@@ -57,8 +63,17 @@ def _decide(evidence, decision, comment, actor):
         raise ValidationFailed({"decision": "A newer version of this evidence exists; review that one."})
     if evidence.review_state != "submitted":
         raise ValidationFailed({"decision": f"This evidence was already {evidence.review_state}."})
-    review = EvidenceReview(evidence_id=evidence.id, reviewer_id=actor.id, decision=decision, comment=comment)
+    # Conditional update: of two monitors deciding at once, exactly one changes the row.
+    changed = db.session.execute(
+        sa.update(Evidence).where(Evidence.id == evidence.id, Evidence.review_state == "submitted",
+                                  Evidence.superseded.is_(False))
+        .values(review_state=decision).execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        db.session.rollback()
+        raise ValidationFailed({"decision": "Someone decided on this evidence a moment ago; reload to see it."})
     evidence.review_state = decision
+    review = EvidenceReview(evidence_id=evidence.id, reviewer_id=actor.id, decision=decision, comment=comment)
     db.session.add(review)
     db.session.flush()
     requirement = db.session.get(Requirement, evidence.requirement_id)
@@ -99,7 +114,7 @@ def returned_for(user):
 
 def waiting_counts(user):
     """{'review': n, 'returned': n} for the navigation; two small counting queries."""
-    monitor_ids = monitor_agency_ids(user) if not user.is_admin else []
+    monitor_ids = monitor_agency_ids(user)
     review = 0
     if monitor_ids:
         review = sum(_counts_by_agency(monitor_ids).values())

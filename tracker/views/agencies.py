@@ -25,3 +25,9 @@ def home():
         for agency_id, status, n in rows:
             counts.setdefault(agency_id, {})[status] = n
     return render_template("home.html", agencies=agencies, counts=counts)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness for load balancers and the benchmark's ceiling: no database, no template."""
+    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}

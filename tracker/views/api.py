@@ -15,6 +15,7 @@ from tracker.services import tokens
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # GET only; no state change is reachable here
 MAX_PER_PAGE = 100
+MAX_PAGE = 1_000_000
 
 
 @bp.before_request
@@ -47,8 +48,12 @@ def _page_args():
     try:
         page = max(int(request.args.get("page", 1)), 1)
         per_page = min(max(int(request.args.get("per_page", 50)), 1), MAX_PER_PAGE)
+        if page > MAX_PAGE:
+            raise ValueError
     except ValueError:
-        response = jsonify({"error": "bad request", "message": "page and per_page must be whole numbers."})
+        response = jsonify({"error": "bad request",
+                            "message": f"page must be a whole number from 1 to {MAX_PAGE}, per_page from 1 to "
+                                       f"{MAX_PER_PAGE}."})
         response.status_code = 400
         abort(response)
     return page, per_page

@@ -58,13 +58,19 @@ def board(slug):
         "by_module": by_module, "counts": board_service.status_counts(rows),
         "evidence": board_service.evidence_summary(agency), "due_filters": board_service.DUE_FILTERS,
         "flags": board_service.disagreement_flags(agency, rows),
-        "csrf_form": EmptyForm(), "errors": {}, "submitted": {}, "conflict": None, "row_mode": False,
+        "errors": {}, "submitted": {}, "conflict": None, "edit_mode": False,
+        "req_url_base": _req_url_base(agency),
     }
     if filters.ignored:
         flash(f"Unknown filter value ignored: {', '.join(filters.ignored)}.", "warning")
     template = "board/_board.html" if wants_fragment() and request.headers.get("HX-Target") == "board" \
         else "board/board.html"
     return render_template(template, **context)
+
+
+def _req_url_base(agency):
+    """'/agencies/<slug>/requirements/' once per page instead of a url_for per row."""
+    return url_for("board.requirement", slug=agency.slug, req_id=0)[:-1]
 
 
 def _load(slug, req_id, roles=None):
@@ -112,13 +118,24 @@ def _safe_next(default):
     return default
 
 
-def _row_response(agency, req, *, status=200, errors=None, conflict=None, submitted=None):
-    owners = board_service.owner_choices(agency.id)
-    evidence = board_service.evidence_summary(agency)  # one grouped query for the agency
+def _row_response(agency, req, *, status=200, errors=None, conflict=None, submitted=None, edit_mode=False):
+    owners = board_service.owner_choices(agency.id) if edit_mode else []
+    evidence = board_service.evidence_summary(agency, req.id)
     flags = board_service.disagreement_flags(agency, [req])
     return render_template("board/_row.html", agency=agency, r=req, owners=owners, evidence=evidence, flags=flags,
-                           errors=errors or {}, conflict=conflict, submitted=submitted or {},
-                           csrf_form=EmptyForm(), row_mode=True), status
+                           errors=errors or {}, conflict=conflict, submitted=submitted or {}, edit_mode=edit_mode,
+                           req_url_base=_req_url_base(agency)), status
+
+
+@bp.get("/agencies/<slug>/requirements/<int:req_id>/row")
+@login_required
+def row(slug, req_id):
+    """The board row in view mode, or (?edit=1, officers) in edit mode; a fragment for htmx."""
+    agency, req = _load(slug, req_id)
+    edit = request.args.get("edit") == "1" and can_edit()
+    if not wants_fragment():
+        return redirect(url_for("board.requirement", slug=slug, req_id=req.id), code=303)
+    return _row_response(agency, req, edit_mode=edit)
 
 
 def _edit(slug, req_id, form_cls, key, apply, message):
@@ -156,7 +173,8 @@ def _edit(slug, req_id, form_cls, key, apply, message):
     else:
         flash("Not saved: " + " ".join(errors.values()), "error")
     if wants_fragment():
-        return _row_response(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted)
+        return _row_response(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted,
+                             edit_mode=True)
     for name, message in errors.items():
         field = getattr(form, name, None)
         if field is not None and message not in field.errors:

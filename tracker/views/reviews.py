@@ -40,10 +40,13 @@ def queue():
         age = ""
     if ignored:
         flash(f"Unknown filter value ignored: {', '.join(ignored)}.", "warning")
-    rows, counts = reviews.queue(current_user, agency_slug, module_key, age)
+    page = request.args.get("page", 1, type=int) or 1
+    rows, total, counts = reviews.queue(current_user, agency_slug, module_key, age, page)
+    pages = max((total + reviews.PAGE_SIZE - 1) // reviews.PAGE_SIZE, 1)
+    filters = {"agency": agency_slug, "module": module_key, "age": age}
     return render_template("reviews/queue.html", rows=rows, counts=counts, agencies=agencies, modules=modules,
-                           filters={"agency": agency_slug, "module": module_key, "age": age},
-                           age_filters=reviews.AGE_FILTERS)
+                           filters=filters, age_filters=reviews.AGE_FILTERS, page=page, pages=pages, total=total,
+                           page_args={k: v for k, v in filters.items() if v})
 
 
 @bp.get("/returned")
