@@ -259,7 +259,7 @@ REJECTED = [
     ("chart.png", PDF, "The file is named .png but its content is not a PNG image."),
     ("photo.jpg", PNG, "The file is named .jpg but its content is not a JPEG image."),
     ("policy.docx", PDF, "The file is named .docx but its content is not a Word document."),
-    ("calls.xlsx", DOCX, "The file is named .xlsx but its content is not a Excel workbook."),
+    ("calls.xlsx", DOCX, "The file is named .xlsx but its content is not an Excel workbook."),
     ("policy.docx", _zip({"[Content_Types].xml": CONTENT_TYPES}), "is not a Word document"),
     ("notes.txt", b"text\x00with a NUL", "The file is named .txt but its content is not a text file."),
     ("data.csv", "caf\u00e9;1\n".encode("latin-1"), "The file is named .csv but its content is not a CSV file."),
@@ -300,7 +300,7 @@ def test_oversized_upload_is_413_and_leaves_nothing(db, ev, make_app):
     r = _upload(auth, ev["add"], "big.pdf", PDF + b"0" * 4096)
     assert r.status_code == 413
     html = r.get_data(as_text=True)
-    assert "File too large" in html and "The upload is larger than the allowed size." in html
+    assert "File too large" in html and "The upload is larger than the 1 KB limit. Nothing was saved" in html
     assert _count(db, Evidence) == 0
     assert _store_files(small) == []  # no blob and no temporary file
     # A request under the limit still goes through on the same app (kind and visibility take their defaults).
@@ -466,7 +466,9 @@ def test_committee_downloads_shareable_but_not_restricted(client, auth, db, ev):
     with client.get(f"/agencies/agency-a/evidence/{shareable.id}/download") as r:
         assert r.status_code == 200 and r.get_data() == TXT
     page = client.get(ev["page"]).get_data(as_text=True)
-    assert "Internal memo" in page and "report.pdf (restricted)" in page  # the title, not the file
+    # The title, never the file: no name, no hash, no link.
+    assert "Internal memo" in page and "Restricted file: the agency and its monitors can open it." in page
+    assert "report.pdf" not in page and restricted.sha256 not in page
     assert f"/evidence/{restricted.id}/download" not in page
     assert f"/evidence/{shareable.id}/download" in page
 

@@ -300,9 +300,6 @@ def test_due_date_written_as_a_spreadsheet_datetime_is_accepted(client, auth, db
     assert _reqs(db, imp["a"])["¶ 1"].due_date == date(2026, 3, 31)
 
 
-@pytest.mark.xfail(reason="bug: services/imports.py parse() validates date.fromisoformat(due_text[:10]), so anything "
-                          "after the first 10 characters is silently dropped ('2026-03-31abc', '2026-03-31 or later' "
-                          "are accepted as 2026-03-31)", strict=False)
 def test_due_date_with_trailing_text_is_refused(client, auth, db, imp):
     _login(auth, imp)
     r = _post(auth, imp, HEADER + "\n1,Title,,cit,2026-03-31abc,\n2,Title,,cit,2026-03-31 or later,\n")

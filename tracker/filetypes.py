@@ -8,14 +8,14 @@ import zipfile
 
 ALLOWED = {
     # extension: (media type served on download, description for messages)
-    "pdf": ("application/pdf", "PDF"),
-    "png": ("image/png", "PNG image"),
-    "jpg": ("image/jpeg", "JPEG image"),
-    "jpeg": ("image/jpeg", "JPEG image"),
-    "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "Word document"),
-    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "Excel workbook"),
-    "csv": ("text/csv", "CSV file"),
-    "txt": ("text/plain", "text file"),
+    "pdf": ("application/pdf", "a PDF"),
+    "png": ("image/png", "a PNG image"),
+    "jpg": ("image/jpeg", "a JPEG image"),
+    "jpeg": ("image/jpeg", "a JPEG image"),
+    "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "a Word document"),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "an Excel workbook"),
+    "csv": ("text/csv", "a CSV file"),
+    "txt": ("text/plain", "a text file"),
 }
 MAX_ZIP_ENTRIES = 2000
 MAX_ZIP_UNCOMPRESSED = 200 * 1024 * 1024
@@ -52,7 +52,7 @@ def check(path, filename):
         "txt": lambda: _text(path),
     }[ext]()
     if not ok:
-        raise FileTypeError(f"The file is named .{ext} but its content is not a {kind}.")
+        raise FileTypeError(f"The file is named .{ext} but its content is not {kind}.")
     return ext, ALLOWED[ext][0]
 
 

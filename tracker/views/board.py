@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.orm.exc import StaleDataError
 
 from tracker.access import agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
@@ -154,6 +155,10 @@ def _edit(slug, req_id, form_cls, key, apply, message):
         try:
             changed = apply(req, form)
             db.session.commit()
+        except StaleDataError:
+            # A version clash found by an autoflush or the commit itself, not by the service's own flush.
+            db.session.rollback()
+            conflict = req = db.session.get(Requirement, req_id)
         except req_service.Conflict as exc:
             db.session.rollback()
             conflict, req = exc.requirement, db.session.get(Requirement, req.id)

@@ -30,8 +30,15 @@ def _render(code, message=None, request_id=None):
 
 
 def register(app):
-    for code in (400, 403, 404, 405, 413, 429):
+    for code in (400, 403, 404, 405, 429):
         app.register_error_handler(code, lambda e, code=code: _render(code))
+
+    @app.errorhandler(413)
+    def too_large(e):
+        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        size = f"{limit / 1048576:.0f} MB" if limit >= 1048576 else f"{limit // 1024} KB"
+        return _render(413, f"The upload is larger than the {size} limit. Nothing was saved; "
+                            "split the file or ask an administrator about the limit.")
 
     @app.errorhandler(CSRFError)
     def csrf_error(e):
