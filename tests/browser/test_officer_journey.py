@@ -42,6 +42,9 @@ def test_officer_edits_inline_extends_deadline_and_uploads_pdf(page, live_server
     expect(page.get_by_role("heading", name=re.compile("Crisis Intervention Teams"))).to_have_count(0)
 
     row = page.locator(f"#req-{harbor['adv001']}")
+    # The row turns into its edit form in place.
+    row.get_by_role("button", name=re.compile("Edit")).or_(row.get_by_role("link", name=re.compile("Edit"))).click()
+    row = page.locator(f"#req-{harbor['adv001']}")
     # Not applicable without a justification is refused next to the field.
     row.get_by_label(re.compile("New status")).select_option("not_applicable")
     row.get_by_role("button", name=re.compile("Save status")).click()
@@ -50,6 +53,8 @@ def test_officer_edits_inline_extends_deadline_and_uploads_pdf(page, live_server
     row.get_by_label(re.compile("New status")).select_option("in_progress")
     row.get_by_role("button", name=re.compile("Save status")).click()
     expect(page.locator("#flash")).to_contain_text("status is now In progress")
+    row = page.locator(f"#req-{harbor['adv001']}")
+    row.get_by_role("link", name=re.compile("Edit")).click()
     row = page.locator(f"#req-{harbor['adv001']}")
     row.get_by_label(re.compile("Owner")).select_option(label="Olivia One")
     row.get_by_role("button", name=re.compile("Save owner")).click()
@@ -62,7 +67,7 @@ def test_officer_edits_inline_extends_deadline_and_uploads_pdf(page, live_server
     check_a11y(page)
     page.get_by_label("Due date").fill("2026-02-15")
     page.get_by_role("button", name="Save due date").click()
-    expect(page.get_by_text("A reason is required")).to_be_visible()
+    expect(page.locator("#reason-error")).to_have_text("A reason is required.")
     page.get_by_label("Due date").fill("2026-02-15")
     page.get_by_label("Reason for the change").fill("Court order of Nov 3, 2025 (Dkt. 412) extended the deadline")
     page.get_by_role("button", name="Save due date").click()
