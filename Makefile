@@ -10,7 +10,7 @@ FLASK := $(BIN)/flask --app wsgi
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TRACKER_ENV ?= development
 
-.PHONY: run setup test test-sqlite test-postgres test-browser lint vendor clean bench
+.PHONY: run setup test test-sqlite test-postgres test-browser lint lock vendor clean bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -39,8 +39,12 @@ run: setup
 	$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers $(WORKERS) --access-logfile - wsgi:app
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check tracker tests wsgi.py
+	$(BIN)/ruff check tracker tests wsgi.py bench scripts
 	$(BIN)/bandit -q -r tracker -lll
+	scripts/audit_deps.sh
+
+lock: $(VENV)/.test-installed
+	$(BIN)/pip freeze --exclude-editable | grep -v '^pip-audit' > requirements.lock
 
 # SQLite always; PostgreSQL when TEST_DATABASE_URL is given or the local server answers
 # (CI sets REQUIRE_POSTGRES=1 so a missing server fails instead of skipping).
