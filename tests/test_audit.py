@@ -83,3 +83,21 @@ def test_failed_action_leaves_no_event(db):
     audit.record("test.event", agency)
     db.session.rollback()  # the action failed: its event goes with it
     assert db.session.execute(sa.select(sa.func.count()).select_from(AuditEvent)).scalar() == 0
+
+
+def test_security_events_are_logged_as_json_lines(client, auth, db, caplog):
+    import json
+    import logging
+
+    from tests.factories import make_user
+
+    other = make_agency(slug="not-mine")
+    make_user("spy@example.test", role="officer", agency=make_agency())
+    db.session.commit()
+    with caplog.at_level(logging.INFO, logger="tracker.security"):
+        auth.login("spy@example.test")
+        client.get(f"/agencies/{other.slug}")
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tracker.security"]
+    assert {"event": "auth.login", "outcome": "success"}.items() <= events[0].items()
+    denied = [e for e in events if e["event"] == "authz.denied"]
+    assert denied and denied[0]["agency"] == "not-mine" and denied[0]["actor"] == "spy@example.test"

@@ -57,4 +57,11 @@ def create_app(config=None):
 
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
+    if app.config.get("SECURITY_LOG_FILE"):
+        handler = logging.FileHandler(app.config["SECURITY_LOG_FILE"])
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        security = logging.getLogger("tracker.security")
+        if not any(getattr(h, "baseFilename", None) == handler.baseFilename for h in security.handlers):
+            security.addHandler(handler)
+        security.setLevel(logging.INFO)
     return app

@@ -60,6 +60,8 @@ def agency_or_404(slug, roles=None):
     agency = db.session.execute(sa.select(Agency).where(Agency.slug == slug)).scalar_one_or_none()
     role = role_in(agency) if agency is not None else None
     if role is None:
+        if agency is not None:
+            _log_denied(agency)
         abort(404)
     if roles is not None and role not in roles and role != "admin":
         abort(403)
@@ -71,6 +73,16 @@ def require_role(roles):
     """403 unless the current user's role in the agency loaded by agency_or_404 is in `roles` (or admin)."""
     if g.get("agency_role") not in set(roles) | {"admin"}:
         abort(403)
+
+
+def _log_denied(agency):
+    from flask import request
+
+    from tracker.services.audit import log_security
+
+    log_security("authz.denied", outcome="failure", ip=request.remote_addr, path=request.path,
+                 method=request.method, agency=agency.slug,
+                 actor=current_user.email if current_user.is_authenticated else "anonymous")
 
 
 def get_scoped_or_404(model, object_id, agency):

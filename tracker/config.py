@@ -84,6 +84,7 @@ def from_env(instance_path):
         or None,
         "PROXY_COUNT": _int("PROXY_COUNT", 0),
         "HSTS": _bool("HSTS", not development),
+        "SECURITY_LOG_FILE": os.environ.get("SECURITY_LOG_FILE") or None,
         "SEED_DIR": os.environ.get("SEED_DIR") or str(Path(__file__).resolve().parent.parent / "seed"),
     }
     if config["LOCKOUT_MODE"] not in {"admin", "timed"}:

@@ -1,6 +1,7 @@
 """Append audit events to the hash chain, and verify the chain."""
 import hashlib
 import json
+import logging
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -11,6 +12,8 @@ from tracker.extensions import db
 from tracker.models import AuditEvent, utcnow
 
 GENESIS = "0" * 64
+# Security events also go, as JSON lines, to a log that can be shipped to a separate system (ASVS 16.4.3).
+security_log = logging.getLogger("tracker.security")
 # Arbitrary constant key for pg_advisory_xact_lock: one chain, one writer at a time.
 _PG_LOCK_KEY = 727_001
 
@@ -88,7 +91,16 @@ def record(action, obj=None, *, before=None, after=None, agency_id=None, actor=N
     event.hash = compute_hash(event.prev_hash, event_payload(event))
     session.add(event)
     session.flush()
+    if action.startswith(("auth.", "user.", "token.", "membership.")):
+        log_security(action, outcome=outcome, actor=event.actor_label, object_type=event.object_type,
+                     object_id=event.object_id, ip=event.ip, audit_id=event.id)
     return event
+
+
+def log_security(action, **fields):
+    """One JSON line per security event; newlines and control characters cannot forge entries."""
+    security_log.info(json.dumps({"time": utcnow().isoformat() + "Z", "event": action, **fields},
+                                 ensure_ascii=True, sort_keys=True, default=str))
 
 
 def snapshot(obj, fields):
