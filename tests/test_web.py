@@ -133,3 +133,13 @@ def test_audit_event_per_agency_write(client, auth, db):
     assert event.before["name"].startswith("Agency") and event.after["name"] == "Renamed"
     assert event.actor_label == "admin@example.test" and event.ip == "127.0.0.1"
     assert event.agency_id == agency.id
+
+
+def test_every_page_title_is_plain_text(client, auth, db):
+    make_user("titles@example.test")
+    db.session.commit()
+    auth.login("titles@example.test")
+    for path in ("/", "/account", "/catalog/", "/login"):
+        html = client.get(path).get_data(as_text=True)
+        title = html.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert "<" not in title and title.endswith("Consent-decree tracker"), (path, title)
