@@ -135,7 +135,8 @@ def test_committee_member_reads_dashboard_exports_prints_and_subscribes(
     page.get_by_role("listitem").filter(has_text="Northbay report 2 (closed)").get_by_role(
         "link", name="printable report").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"{AGENCY}Monitoring report: Northbay report 2")
-    expect(page.get_by_text("1 upgrade, 0 downgrades")).to_be_visible()
+    expect(page.get_by_text("2 upgrades, 0 downgrades")).to_be_visible()
+    expect(page.get_by_text("Newly rated: CIT-002 Operational compliance")).to_be_visible()
     expect(page.get_by_text("Upgrade: ADV-001 Partial compliance → General compliance")).to_be_visible()
     check_a11y(page)
     nav = page.get_by_role("navigation", name="Primary")
