@@ -206,14 +206,17 @@ def recent_activity(agency, limit=10):
     ).scalars().all()
 
 
-def upcoming(agency, days=90, limit=15):
+def upcoming(agency, days=90, limit=15, module_key=None):
+    """Open requirements overdue or due within `days`, soonest first (one module if given)."""
     today = utcnow().date()
-    return db.session.execute(
-        sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.status.in_(OPEN),
-                                     Requirement.terminated_at.is_(None), Requirement.due_date.is_not(None),
-                                     Requirement.due_date <= today + timedelta(days=days))
-        .order_by(Requirement.due_date).limit(limit)
-    ).scalars().all()
+    query = (sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.status.in_(OPEN),
+                                          Requirement.terminated_at.is_(None), Requirement.due_date.is_not(None),
+                                          Requirement.due_date <= today + timedelta(days=days))
+             .order_by(Requirement.due_date).limit(limit))
+    if module_key:
+        query = query.where(Requirement.module_id == sa.select(Module.id).where(Module.key == module_key)
+                            .scalar_subquery())
+    return db.session.execute(query).scalars().all()
 
 
 SORTS = {

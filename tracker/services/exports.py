@@ -109,7 +109,8 @@ def xlsx_file(rows, title, columns=MATRIX_COLUMNS):
 
 
 def calendar(agency, base_url):
-    """An iCalendar of the agency's open, dated requirements (all-day events on the due date)."""
+    """An iCalendar of the agency's dated, active requirements (all-day events on the due date; the
+    description says the status, so implemented ones stay visible as met deadlines)."""
     cal = Calendar()
     cal.add("prodid", "-//Consent-decree tracker//deadlines//EN")
     cal.add("version", "2.0")

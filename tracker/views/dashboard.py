@@ -33,7 +33,8 @@ def agency(slug):
         "agency": agency, "modules": modules, "module_key": module_key, "per_module": per_module, "total": total,
         "shown": shown, "level_classes": dashboard.level_classes(agency),
         "trend": dashboard.trend(agency, module_key or None),
-        "activity": dashboard.recent_activity(agency), "upcoming": dashboard.upcoming(agency),
+        "activity": dashboard.recent_activity(agency),
+        "upcoming": dashboard.upcoming(agency, module_key=module_key or None),
         "periods": monitoring.periods(agency), "windows": dashboard.WINDOWS,
     }
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "dashboard-body" \
