@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask import has_app_context
 from flask.testing import FlaskClient
+from jinja2 import BytecodeCache
 
 from tracker import create_app
 from tracker.db import outside_request_begin
@@ -76,6 +77,22 @@ def database_url(tmp_path, sqlite_template, pg_schema):
     return f"sqlite:///{path}"
 
 
+class SharedBytecode(BytecodeCache):
+    """Every test builds a new app (and Jinja environment): compile each template once per run.
+
+    Buckets are keyed by template name and checked against the source's checksum, so edits still show.
+    """
+
+    store = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.store:
+            bucket.bytecode_from_string(self.store[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
 class FreshContextClient(FlaskClient):
     """Each request gets its own app context (own `g` and DB session), as in a real server.
 
@@ -100,6 +117,7 @@ def make_app(database_url, tmp_path):
                   "EVIDENCE_DIR": str(tmp_path / "evidence"), **overrides}
         app = create_app(config)
         app.test_client_class = FreshContextClient
+        app.jinja_env.bytecode_cache = SharedBytecode()
         apps.append(app)
         return app
 

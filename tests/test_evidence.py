@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from jinja2 import BytecodeCache
 from werkzeug.datastructures import FileStorage
 from werkzeug.http import parse_options_header
 
@@ -19,28 +18,6 @@ from tracker.models import AuditEvent, Evidence, Requirement
 from tracker.services import evidence as evidence_service
 from tracker.services.errors import ValidationFailed
 from tracker.storage import LocalStore
-
-
-class _SharedBytecode(BytecodeCache):
-    """Each test builds a new app (and Jinja environment); compile each template once per run instead.
-
-    Buckets are keyed by template name and checked against the source's checksum, so edits still show.
-    """
-
-    store = {}
-
-    def load_bytecode(self, bucket):
-        if bucket.key in self.store:
-            bucket.bytecode_from_string(self.store[bucket.key])
-
-    def dump_bytecode(self, bucket):
-        self.store[bucket.key] = bucket.bytecode_to_string()
-
-
-@pytest.fixture(autouse=True)
-def _compiled_templates(app):
-    app.jinja_env.bytecode_cache = _SharedBytecode()
-
 
 # --- sample files ------------------------------------------------------------------------------
 

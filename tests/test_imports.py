@@ -4,32 +4,9 @@ from datetime import date, datetime
 
 import pytest
 import sqlalchemy as sa
-from jinja2 import BytecodeCache
 
 from tests.factories import make_agency, make_module, make_recommendation, make_requirement, make_user
 from tracker.models import AuditEvent, Requirement
-
-
-class _SharedBytecode(BytecodeCache):
-    """Each test builds a new app (and Jinja environment); compile each template once per run instead.
-
-    Buckets are keyed by template name and checked against the source's checksum, so edits still show.
-    """
-
-    store = {}
-
-    def load_bytecode(self, bucket):
-        if bucket.key in self.store:
-            bucket.bytecode_from_string(self.store[bucket.key])
-
-    def dump_bytecode(self, bucket):
-        self.store[bucket.key] = bucket.bytecode_to_string()
-
-
-@pytest.fixture(autouse=True)
-def _compiled_templates(app):
-    app.jinja_env.bytecode_cache = _SharedBytecode()
-
 
 HEADER = "paragraph,title,text,module,due_date,deadline"
 GOOD_CSV = "\n".join([
