@@ -62,6 +62,12 @@ class LocalStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp.name, final)
             os.chmod(final, 0o440)
+            # The rename itself must survive a power loss before the database row refers to it.
+            directory = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
             return StoredBlob(sha, size)
         except BaseException:
             Path(tmp.name).unlink(missing_ok=True)

@@ -12,7 +12,6 @@ last reliability test has run, so it does not linger while the rest of the suite
 PostgreSQL database.
 """
 import http.client
-import json
 import os
 import re
 import signal
@@ -39,6 +38,14 @@ SECRET_KEY = "reliability-only-secret-key-loopback"  # noqa: S105
 OFFICERS = ("officer1@reliability.test", "officer2@reliability.test")
 AGENCY_SLUG = "reliability-pd"
 REQUIREMENTS = 60
+# Environment variables tracker/config.py reads; the server gets only the ones set below.
+APP_SETTINGS = {
+    "TRACKER_ENV", "DATABASE_URL", "SESSION_COOKIE_SECURE", "SECRET_KEY", "EVIDENCE_DIR", "MAX_UPLOAD_MB",
+    "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "RATELIMIT_STORAGE_URI", "RATELIMIT_ENABLED", "LOGIN_RATE_LIMIT",
+    "LOCKOUT_THRESHOLD", "LOCKOUT_WINDOW_MINUTES", "LOCKOUT_MODE", "PASSWORD_MIN_LENGTH", "MFA_REQUIRED_ROLES",
+    "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB", "ARGON2_PARALLELISM", "TRUSTED_HOSTS", "PROXY_COUNT", "HSTS",
+    "SECURITY_LOG_FILE", "SEED_DIR",
+}
 
 # Forms rendered by WTForms, and the hand-written sign-out form in the page header.
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|type="hidden" name="csrf_token" value="([^"]+)"')
@@ -243,7 +250,7 @@ class Gunicorn:
         return self.proc.pid
 
     def start(self, timeout=60):
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/reap()
+        self._log = open(self.log_path, "ab")  # closed in reap()
         self.proc = subprocess.Popen(  # noqa: S603
             [str(GUNICORN), "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
              "--graceful-timeout", "5", "--log-level", "warning", "wsgi:app"],
@@ -255,7 +262,9 @@ class Gunicorn:
             if self.healthy() and len(children(self.pid)) >= self.workers:
                 return self
             time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not answer /healthz within {timeout} s:\n{self.log_tail()}")
+        tail = self.log_tail()
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer /healthz within {timeout} s:\n{tail}")
 
     def healthy(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
@@ -464,17 +473,15 @@ class Deployment:
         return sorted(tmp.iterdir()) if tmp.exists() else []
 
 
-@pytest.fixture(scope="package")
-def deployment(tmp_path_factory):
-    work = tmp_path_factory.mktemp("reliability")
-    evidence_dir = work / "evidence"
-    if PG_URL:
-        backend, url = "postgresql", _pg_url(PG_URL)
-    else:
-        backend, url = "sqlite", f"sqlite:///{work / 'tracker.db'}"
-    req_ids, password = build_database(url, evidence_dir)
-    env = {
-        **os.environ,
+def server_env(url, evidence_dir):
+    """The environment of gunicorn and of `flask --app wsgi ...`, as bench/run.py sets it.
+
+    Nothing the app reads is inherited from the caller's shell (CI may export other settings, e.g. a
+    Redis limiter or a trusted-host list); PATH and the like are.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and not k.startswith("FLASK_")}
+    return {
+        **inherited,
         "TRACKER_ENV": "development",
         "SECRET_KEY": SECRET_KEY,
         "DATABASE_URL": url,
@@ -489,7 +496,18 @@ def deployment(tmp_path_factory):
         "ARGON2_PARALLELISM": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("FLASK_APP", None)
+
+
+@pytest.fixture(scope="package")
+def deployment(tmp_path_factory):
+    work = tmp_path_factory.mktemp("reliability")
+    evidence_dir = work / "evidence"
+    if PG_URL:
+        backend, url = "postgresql", _pg_url(PG_URL)
+    else:
+        backend, url = "sqlite", f"sqlite:///{work / 'tracker.db'}"
+    req_ids, password = build_database(url, evidence_dir)
+    env = server_env(url, evidence_dir)
     server = Gunicorn(env, WORKERS, work / "gunicorn.log")
     server.start()
     d = Deployment(backend, url, evidence_dir, env, server, req_ids, password, work)
@@ -502,10 +520,18 @@ def deployment(tmp_path_factory):
             d._engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _server_running(request):
+    """A test that killed the server and failed before restarting it must not take the next ones down too."""
+    if "deployment" in request.fixturenames:
+        d = request.getfixturevalue("deployment")
+        if d.server.proc.poll() is not None or not d.server.healthy():
+            d.server.stop()
+            d.server.start()
+    yield
+
+
 def audit_verify(d, **env):
     result = d.flask("audit", "verify", env=env)
     return result.returncode, (result.stdout + result.stderr).strip()
 
-
-def dump(obj):
-    return json.dumps(obj, sort_keys=True)

@@ -15,7 +15,8 @@ from markupsafe import escape
 from tests.reliability.conftest import OFFICERS, report
 
 TRIALS = 200
-LABELS = {"in_progress": "In progress", "implemented": "Implemented"}
+LABELS = {"not_started": "Not started", "in_progress": "In progress", "implemented": "Implemented",
+          "not_applicable": "Not applicable"}
 
 
 def test_same_row_version_exactly_one_wins(deployment):
@@ -31,6 +32,7 @@ def test_same_row_version_exactly_one_wins(deployment):
         barrier.wait()
         return officers[who].post(url, {"status": status, "note": note, "row_version": version})
 
+    current = "not_started"
     outcomes = Counter()
     winners_notes, losers_notes = [], []
     failures = []
@@ -40,7 +42,9 @@ def test_same_row_version_exactly_one_wins(deployment):
             # Both open the page (at the same time) and see the same version.
             versions = list(pool.map(lambda s: s.read_version(page), officers))
             assert versions[0] == versions[1] == start_version + trial, (trial, versions)
-            wanted = ("in_progress", "implemented") if trial % 2 else ("implemented", "in_progress")
+            # Both change the status to something new (a same-status save is the xfail test below).
+            others = [s for s in LABELS if s != current]
+            wanted = (others[trial % 3], others[(trial + 1) % 3])
             notes = [f"trial {trial} by officer {who + 1} <&> \"quoted\"" for who in (0, 1)]
             futures = [pool.submit(save, who, versions[who], wanted[who], notes[who]) for who in (0, 1)]
             answers = [f.result() for f in futures]
@@ -51,6 +55,7 @@ def test_same_row_version_exactly_one_wins(deployment):
                 continue
             win = codes.index(303)
             lose = 1 - win
+            current = wanted[win]
             winners_notes.append(notes[win])
             losers_notes.append(notes[lose])
             body = answers[lose].text
@@ -87,3 +92,28 @@ def test_same_row_version_exactly_one_wins(deployment):
     stored = Counter(n for (n,) in changes)
     assert stored == Counter(winners_notes)  # every win recorded once ...
     assert not set(stored) & set(losers_notes)  # ... and no losing input ever overwrote anything
+
+
+def test_same_status_note_save_makes_older_forms_stale(deployment):
+    """Officer 1 re-saves the current status with a note; officer 2 then saves from the version both loaded.
+
+    Officer 2 must get 409 (someone saved first), as for any other saved edit; today both answer 303.
+    """
+    d = deployment
+    req_id = d.req_ids[1]
+    page = d.page(req_id)
+    first, second = d.session(OFFICERS[0]), d.session(OFFICERS[1])
+    results = []
+    for trial in range(5):
+        v1, v2 = first.read_version(page), second.read_version(page)
+        assert v1 == v2
+        current = d.scalar("SELECT status FROM requirement WHERE id = :r", r=req_id)
+        other = "implemented" if current != "implemented" else "in_progress"
+        r1 = first.post(page + "/status", {"status": current, "note": f"still {current}, trial {trial}",
+                                           "row_version": v1})
+        r2 = second.post(page + "/status", {"status": other, "note": f"officer 2, trial {trial}", "row_version": v2})
+        after = d.scalar("SELECT row_version FROM requirement WHERE id = :r", r=req_id)
+        results.append((r1.status, r2.status, v1, after))
+    report(f"T24b [{d.backend}] same-status note save then stale save: (first, second, version before, after) "
+           f"{results}")
+    assert all((a, b) == (303, 409) for a, b, _, _ in results), results

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tracker.db import outside_request_begin
 from tracker.extensions import db
 from tracker.models import AuditEvent, Evidence, utcnow
 from tracker.storage import get_store
@@ -35,8 +36,9 @@ def backup(target):
         source = sqlite3.connect(url.database)
         dest = sqlite3.connect(db_file)
         try:
-            # The online backup API copies a consistent snapshot while writers keep working.
-            source.backup(dest, pages=1024)
+            # One step (pages=-1): the copy is taken inside a single read transaction, so writers
+            # keep working and cannot restart it (a stepwise copy restarts after every write).
+            source.backup(dest, pages=-1)
             check = dest.execute("PRAGMA integrity_check").fetchone()[0]
             head = dest.execute("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1").fetchone()
         finally:
@@ -49,6 +51,7 @@ def backup(target):
         # The dump holds at least this event: the chain only grows.
         head = db.session.execute(
             sa.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+        db.session.rollback()
         pg_dump = shutil.which("pg_dump")
         if pg_dump is None:
             raise BackupError("pg_dump is not installed (Debian package postgresql-client).")
@@ -60,8 +63,14 @@ def backup(target):
         raise BackupError(f"backups of {url.get_backend_name()} databases are not supported")
 
     # Blobs referenced by the database at (or after) the snapshot; a blob written later is harmless.
+    # Read them in a plain (shared) transaction and end it before the slow file copying.
+    token = outside_request_begin.set("BEGIN")
+    try:
+        shas = set(db.session.execute(sa.select(Evidence.sha256).where(Evidence.sha256.is_not(None))).scalars())
+        db.session.rollback()
+    finally:
+        outside_request_begin.reset(token)
     store = get_store()
-    shas = set(db.session.execute(sa.select(Evidence.sha256).where(Evidence.sha256.is_not(None))).scalars())
     copied = 0
     for sha in shas:
         src = store.path_for(sha)

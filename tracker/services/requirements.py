@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 
 from tracker.extensions import db
-from tracker.models import STATUSES, Comment, DeadlineChange, Membership, Requirement, StatusChange, User
+from tracker.models import STATUSES, Comment, DeadlineChange, Membership, Requirement, StatusChange, User, utcnow
 from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 
@@ -59,6 +59,9 @@ def set_status(requirement, status, note, row_version, *, actor):
         return None
     old = requirement.status
     requirement.status = status
+    # Always touch the row, even when only a note is added: the version must move so that forms
+    # rendered before this save are stale.
+    requirement.updated_at = utcnow()
     change = StatusChange(requirement_id=requirement.id, old_status=old, new_status=status, note=note,
                           actor_id=actor.id)
     db.session.add(change)
