@@ -85,11 +85,13 @@ def test_32_writers_never_see_a_locked_database(deployment):
     threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(WRITERS)]
     for t in threads:
         t.start()
-    deadline[0] = time.monotonic() + SECONDS
+    # The plan's 60-second run is on SQLite (its writers serialise); PostgreSQL gets a shorter pass.
+    seconds = SECONDS if d.backend == "sqlite" else min(SECONDS, 15)
+    deadline[0] = time.monotonic() + seconds
     started = time.perf_counter()
     start.wait()
     for t in threads:
-        t.join(timeout=SECONDS + 60)
+        t.join(timeout=seconds + 60)
     elapsed = time.perf_counter() - started
     assert not any(t.is_alive() for t in threads), "writers did not finish"
 
