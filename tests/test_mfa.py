@@ -147,8 +147,12 @@ def test_optional_enrolment_from_the_account_page(client, auth, db):
     user = make_user("keen@example.test")
     db.session.commit()
     auth.login(user.email)
+    assert "Start set-up" in client.get("/account/mfa").get_data(as_text=True)
+    db.session.rollback()
+    assert db.session.get(User, user.id).totp_pending_secret is None  # opening the page changed nothing
+    assert auth.post("/account/mfa", data={"action": "start"}).status_code == 303
     page = client.get("/account/mfa")
-    assert page.status_code == 200
+    assert page.status_code == 200 and "<svg" in page.get_data(as_text=True)
     db.session.rollback()
     secret = db.session.get(User, user.id).totp_pending_secret
     r = auth.post("/account/mfa", data={"code": pyotp.TOTP(secret).now()})

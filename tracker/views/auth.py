@@ -46,6 +46,8 @@ def login():
         else:
             next_url = _safe_next(request.args.get("next"))
             if user.totp_secret or mfa.required_for(user):
+                if not user.totp_secret and not user.totp_pending_secret:
+                    mfa.start_enrolment(user)  # in this POST: opening a page must never change data
                 db.session.commit()
                 session.clear()
                 # Only the user id waits here, for at most five minutes; nothing is signed in yet.
@@ -109,8 +111,11 @@ def second_factor():
         error = "That code is not right, or was already used. Enter the current 6-digit code from your app."
     secret = qr = uri = None
     if enrolling:
-        secret = user.totp_pending_secret or mfa.start_enrolment(user)
-        db.session.commit()
+        secret = user.totp_pending_secret
+        if not secret:
+            session.pop("mfa", None)
+            flash("Sign in again to set up two-step sign-in.", "info")
+            return redirect(url_for("auth.login"), code=303)
         uri = mfa.provisioning_uri(user, secret)
         qr = mfa.qr_svg(uri)
     status = 401 if error else 200
@@ -201,13 +206,20 @@ def mfa_setup():
     if request.method == "POST":
         if not EmptyForm().validate_on_submit():
             abort(400)
+        if request.form.get("action") == "start":
+            mfa.start_enrolment(user)
+            db.session.commit()
+            return redirect(url_for("auth.mfa_setup"), code=303)
         if mfa.confirm_enrolment(user, request.form.get("code", "")):
             db.session.commit()
             flash("Two-step sign-in is on. You will be asked for a code at every sign-in.", "success")
             return redirect(url_for("auth.account"), code=303)
+        db.session.commit()  # the used time step, if any
         error = "That code is not right, or was already used. Enter the current 6-digit code from your app."
-    secret = user.totp_pending_secret or mfa.start_enrolment(user)
-    db.session.commit()
+    secret = user.totp_pending_secret
+    if not secret:
+        # Opening this page changes nothing; the set-up starts with the button (a POST).
+        return render_template("auth/mfa_start.html")
     uri = mfa.provisioning_uri(user, secret)
     return render_template("auth/second_factor.html", enrolling=True, secret=secret, qr=mfa.qr_svg(uri), uri=uri,
                            error=error, email=user.email, setup=True), (401 if error else 200)

@@ -2,8 +2,9 @@
 import logging
 import secrets
 
-from flask import jsonify, render_template, request
+from flask import Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import SecurityError
 
 from tracker.extensions import db
 
@@ -30,6 +31,13 @@ def _render(code, message=None, request_id=None):
 
 
 def register(app):
+    @app.errorhandler(SecurityError)
+    def untrusted_host(e):
+        # No URL adapter exists for an untrusted Host, so no template with url_for can render.
+        if request.path.startswith("/api/"):
+            return jsonify({"error": "bad request", "message": "This host name is not served here."}), 400
+        return Response("Bad request: this host name is not served here.\n", status=400, mimetype="text/plain")
+
     for code in (400, 403, 404, 405, 429):
         app.register_error_handler(code, lambda e, code=code: _render(code))
 
