@@ -47,6 +47,7 @@ def create_app(config=None):
     register_blueprints(app)
     from tracker.htmx import append_oob_flash
 
+    app.before_request(security.refuse_nul_bytes)
     app.after_request(append_oob_flash)
     app.after_request(security.set_security_headers)
 

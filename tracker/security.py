@@ -10,6 +10,16 @@ CSP = (
 )
 
 
+def refuse_nul_bytes():
+    """A NUL byte never belongs in a path, a query or a form field (PostgreSQL text refuses it)."""
+    from flask import abort
+
+    if "\x00" in request.path:
+        abort(404)  # no address contains one; a secret in the path stays "unknown", as any wrong one
+    if any("\x00" in v for values in (request.args, request.form) for v in values.values()):
+        abort(400)
+
+
 def set_security_headers(response):
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
@@ -20,7 +30,7 @@ def set_security_headers(response):
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
     if current_app.config["HSTS"]:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    if not request.path.startswith("/static/"):
+    if not (request.endpoint == "static" and response.status_code < 400):
         # Pages and fragments never land in a shared or back-button cache.
         headers["Cache-Control"] = "no-store"
         headers.add("Vary", "HX-Request")

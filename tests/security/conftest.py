@@ -6,18 +6,24 @@ Everything runs against the app in-process (loopback only); test_rate_limit_redi
 import hashlib
 import io
 import re
+import tempfile
 from datetime import date
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+from hypothesis.configuration import set_hypothesis_home_dir
 from jinja2 import BytecodeCache
 from werkzeug.datastructures import FileStorage
 
 from tests.conftest import Auth
 from tests.factories import make_agency, make_module, make_recommendation, make_requirement, make_user
-from tracker.models import Base, Evidence, Finding, MonitoringPeriod
+from tracker.models import Base, Finding, MonitoringPeriod
+
+# Hypothesis keeps its example database and caches outside the working tree.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "decree-tracker-hypothesis")
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 TXT = b"Training roster, spring 2026\nAll 40 hours completed.\n"

@@ -1,0 +1,75 @@
+"""Hostile bytes in any input end in a 4xx or a stored value, never in a 500 (ASVS 16.5.1; WSTG-INPV).
+
+A NUL byte is the sharp case: SQLite stores it, PostgreSQL refuses it ("text fields cannot contain NUL
+(0x00) bytes"), so on PostgreSQL every input that reaches a query before any check answers 500 and logs
+a traceback — including sign-in and public pages, which anyone can reach.
+"""
+import pytest
+
+from tests.conftest import csrf_from
+from tests.security.conftest import signed_in
+
+pytestmark = pytest.mark.security
+
+def _anonymous(app):
+    client = app.test_client()
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client, token
+
+
+ANONYMOUS = {
+    "sign-in e-mail": lambda c, t, w: c.post("/login", data={"email": "a\x00b@example.org", "password": "x" * 12,
+                                                             "csrf_token": t}),
+    "catalog code": lambda c, t, w: c.get("/catalog/recommendations/A%00B"),
+    "catalog module": lambda c, t, w: c.get("/catalog/a%00b"),
+    "public slug": lambda c, t, w: c.get("/public/agency-a%00"),
+}
+# Secrets are hashed before any query, so these never reach the database as text.
+HASHED = {
+    "calendar token": lambda c, t, w: c.get("/calendar/dt_cal_a%00b.ics"),
+    "API bearer token": lambda c, t, w: c.get("/api/v1/agencies", headers={"Authorization": "Bearer dt_api_\x00"}),
+}
+
+SIGNED_IN = {
+    "comment": lambda o, w: o.post(f"/agencies/agency-a/requirements/{w['req'].id}/comments", {"body": "a\x00b"}),
+    "notes": lambda o, w: o.post(f"/agencies/agency-a/requirements/{w['req'].id}/notes",
+                                 {"notes": "a\x00b", "row_version": 1}),
+    "status note": lambda o, w: o.post(f"/agencies/agency-a/requirements/{w['req'].id}/status",
+                                       {"status": "in_progress", "note": "a\x00b", "row_version": 1}),
+    "evidence title": lambda o, w: o.post(f"/agencies/agency-a/requirements/{w['req'].id}/evidence",
+                                          {"kind": "link", "url": "https://example.org/", "title": "a\x00b"}),
+    "token name": lambda o, w: o.post("/account/tokens", {"kind": "api", "name": "a\x00b"}),
+    "board search": lambda o, w: o.client.get("/agencies/agency-a?q=a%00b"),
+    "agency slug": lambda o, w: o.client.get("/agencies/agency-a%00"),
+    "API slug": lambda o, w: o.client.get("/api/v1/agencies/agency-a%00/requirements"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ANONYMOUS))
+def test_nul_byte_from_anyone_is_not_a_server_error(make_app, world, case):
+    app = make_app(PROPAGATE_EXCEPTIONS=False)
+    client, token = _anonymous(app)
+    response = ANONYMOUS[case](client, token, world)
+    assert response.status_code < 500, response.status_code
+
+
+@pytest.mark.parametrize("case", sorted(HASHED))
+def test_nul_byte_in_a_secret_is_a_plain_404(make_app, world, case):
+    app = make_app(PROPAGATE_EXCEPTIONS=False)
+    client, token = _anonymous(app)
+    assert HASHED[case](client, token, world).status_code == 404
+
+
+@pytest.mark.parametrize("case", sorted(SIGNED_IN))
+def test_nul_byte_from_a_signed_in_user_is_not_a_server_error(make_app, world, case):
+    app = make_app(PROPAGATE_EXCEPTIONS=False)
+    officer = signed_in(app, "officer@example.test")
+    response = SIGNED_IN[case](officer, world)
+    assert response.status_code < 500, response.status_code
+
+
+@pytest.mark.parametrize("raw", ["%ff%fe", "%c0%af", "%ed%a0%80", "\u202e", "\ufeff", "a" * 5000])
+def test_odd_but_valid_bytes_in_the_search_box_are_fine(app, world, raw):
+    officer = signed_in(app, "officer@example.test")
+    response = officer.client.get(f"/agencies/agency-a?q={raw}")
+    assert response.status_code == 200
