@@ -29,7 +29,7 @@ def neutralise(value):
 
 
 def matrix_rows(agency, batch_size=500):
-    """Yield one list per requirement, in code order, reading the table in batches (constant memory)."""
+    """Yield one list per requirement, in code order, from one query read in batches (constant memory)."""
     latest = monitoring.latest_findings(agency)
     modules = dict(db.session.execute(sa.select(Module.id, Module.name)).all())
     owners = dict(db.session.execute(sa.select(User.id, User.name)).all())
@@ -42,29 +42,23 @@ def matrix_rows(agency, batch_size=500):
         .group_by(Evidence.requirement_id, Evidence.review_state)
     ).all():
         evidence.setdefault(req_id, {})[state] = n
-    last_code = None
-    while True:
-        query = (sa.select(Requirement.id, Requirement.code, Requirement.title, Requirement.citation_text,
-                           Requirement.module_id, Requirement.status, Requirement.owner_id, Requirement.due_date,
-                           Requirement.terminated_at)
-                 .where(Requirement.agency_id == agency.id).order_by(Requirement.code).limit(batch_size))
-        if last_code is not None:
-            query = query.where(Requirement.code > last_code)
-        batch = db.session.execute(query).all()
-        if not batch:
-            return
-        for r in batch:
-            ev = evidence.get(r.id, {})
-            finding = latest.get(r.id)
-            yield [
-                r.code, r.title, r.citation_text, modules.get(r.module_id, ""), STATUSES.get(r.status, r.status),
-                (owners.get(r.owner_id) or owner_emails.get(r.owner_id, "")) if r.owner_id else "",
-                r.due_date.isoformat() if r.due_date else "",
-                f"{finding.level.label} ({finding.period.name})" if finding else "",
-                sum(ev.values()), ev.get("accepted", 0), ev.get("submitted", 0), ev.get("returned", 0),
-                r.terminated_at.isoformat() if r.terminated_at else "",
-            ]
-        last_code = batch[-1].code
+    query = (sa.select(Requirement.id, Requirement.code, Requirement.title, Requirement.citation_text,
+                       Requirement.module_id, Requirement.status, Requirement.owner_id, Requirement.due_date,
+                       Requirement.terminated_at)
+             .where(Requirement.agency_id == agency.id).order_by(Requirement.code)
+             # One query whatever the size; rows arrive in batches (a server-side cursor on PostgreSQL).
+             .execution_options(yield_per=batch_size))
+    for r in db.session.execute(query):
+        ev = evidence.get(r.id, {})
+        finding = latest.get(r.id)
+        yield [
+            r.code, r.title, r.citation_text, modules.get(r.module_id, ""), STATUSES.get(r.status, r.status),
+            (owners.get(r.owner_id) or owner_emails.get(r.owner_id, "")) if r.owner_id else "",
+            r.due_date.isoformat() if r.due_date else "",
+            f"{finding.level.label} ({finding.period.name})" if finding else "",
+            sum(ev.values()), ev.get("accepted", 0), ev.get("submitted", 0), ev.get("returned", 0),
+            r.terminated_at.isoformat() if r.terminated_at else "",
+        ]
 
 
 def csv_stream(rows, columns=MATRIX_COLUMNS):
