@@ -1,4 +1,5 @@
 """Command-line interface: `flask --app wsgi <group> <command>`."""
+import logging
 import sys
 from pathlib import Path
 
@@ -13,11 +14,18 @@ from tracker.services import accounts, audit, demo
 from tracker.services.catalog import CatalogError, load_catalog
 from tracker.services.errors import ValidationFailed
 
-catalog_cli = AppGroup("catalog", help="Recommendation catalog.")
-users_cli = AppGroup("users", help="User accounts.")
-audit_cli = AppGroup("audit", help="Audit log.")
-seed_cli = AppGroup("seed", help="Demo data.")
-evidence_cli = AppGroup("evidence", help="Evidence store.")
+
+def _quiet_security_log():
+    """At the command line the audit table records everything; keep its JSON echo off the terminal
+    (a SECURITY_LOG_FILE, if configured, still receives it)."""
+    logging.getLogger("tracker.security").propagate = False
+
+
+catalog_cli = AppGroup("catalog", help="Recommendation catalog.", callback=_quiet_security_log)
+users_cli = AppGroup("users", help="User accounts.", callback=_quiet_security_log)
+audit_cli = AppGroup("audit", help="Audit log.", callback=_quiet_security_log)
+seed_cli = AppGroup("seed", help="Demo data.", callback=_quiet_security_log)
+evidence_cli = AppGroup("evidence", help="Evidence store.", callback=_quiet_security_log)
 
 
 def _fail(message):
