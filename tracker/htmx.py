@@ -1,6 +1,5 @@
-"""Page-or-fragment rendering and htmx-aware redirects."""
-from flask import redirect, render_template
-from flask_htmx.responses import HTMXResponseClientRedirect
+"""htmx helpers: fragment or page, and flash messages carried out of band on fragments."""
+from flask import render_template
 
 from tracker.extensions import htmx
 
@@ -10,15 +9,6 @@ def wants_fragment():
     return bool(htmx) and not htmx.boosted
 
 
-def render(page, fragment, **context):
-    return render_template(fragment if wants_fragment() else page, **context)
-
-
-def redirect_to(location):
-    """303 for plain forms; HX-Redirect for htmx so a whole page is never swapped into a fragment."""
-    if wants_fragment():
-        return HTMXResponseClientRedirect(location)
-    return redirect(location, code=303)
 
 
 def append_oob_flash(response):

@@ -11,7 +11,6 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from tracker.access import agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
-from tracker.forms.auth import EmptyForm
 from tracker.forms.requirements import CommentForm, DueDateForm, EvidenceForm, NotesForm, OwnerForm, StatusForm
 from tracker.htmx import wants_fragment
 from tracker.models import Module, Requirement
@@ -107,7 +106,7 @@ def _requirement_page(agency, req, *, status=200, errors=None, conflict=None, su
         monitoring=monitoring_service.requirement_monitoring(agency, req),
         submitted=submitted or {}, status_form=status_form, owner_form=owner_form, due_form=due_form,
         notes_form=notes_form, comment_form=forms.get("comment") or CommentForm(formdata=None),
-        evidence_form=forms.get("evidence") or EvidenceForm(formdata=None), csrf_form=EmptyForm(),
+        evidence_form=forms.get("evidence") or EvidenceForm(formdata=None),
     ), status
 
 
