@@ -143,6 +143,13 @@ def app(make_app):
 
 
 @pytest.fixture
+def no_page_cache(app):
+    """For tests that measure rendering work (query counts) after writing rows directly, which
+    bypasses the audit trail the fragment cache is keyed on."""
+    app.config["PAGE_CACHE_ENTRIES"] = 0
+
+
+@pytest.fixture
 def db(app):
     return _db
 

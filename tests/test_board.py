@@ -387,7 +387,7 @@ def test_htmx_board_request_returns_the_fragment_and_plain_get_the_page(client, 
     assert "<html" in boosted.get_data(as_text=True)
 
 
-def test_board_query_count_is_constant(client, auth, db, world, count_queries):
+def test_board_query_count_is_constant(client, auth, db, world, count_queries, no_page_cache):
     a, cit, data = world["a"], world["cit"], world["data"]
     officers = [world["users"]["officer"].id, world["users"]["officer2"].id, None]
     today = _today()

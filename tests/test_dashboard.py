@@ -483,7 +483,7 @@ def _grow_agency(db, agency, module, monitor, period, start, count):
     db.session.commit()
 
 
-def test_dashboard_queries_do_not_grow_with_requirements(client, auth, db, count_queries):
+def test_dashboard_queries_do_not_grow_with_requirements(client, auth, db, count_queries, no_page_cache):
     cit, trn = make_module("cit", "CIT", 0), make_module("trn", "Training", 1)
     agency = make_agency(slug="agency-q")
     monitor = make_user("monitor@example.test", role="monitor", agency=agency)

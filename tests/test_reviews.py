@@ -569,7 +569,7 @@ def test_monitor_and_officer_comment_on_the_same_thread(client, auth, db, rv):
 
 # --- query counts ------------------------------------------------------------------------------
 
-def test_queue_issues_a_constant_number_of_queries(client, auth, db, rv, count_queries):
+def test_queue_issues_a_constant_number_of_queries(client, auth, db, rv, count_queries, no_page_cache):
     users = [make_user(f"uploader{i}@example.test", role="officer", agency=rv["a"], name=f"Uploader {i}")
              for i in range(5)]
     reqs = [make_requirement(rv["a"] if i % 2 else rv["b"], module=rv["cit"] if i % 3 else rv["data"],

@@ -42,6 +42,10 @@ def create_app(config=None):
     htmx.init_app(app)
     limiter.init_app(app)
 
+    from tracker import cache
+
+    cache.init_app(app)
+
     from tracker.views import register_blueprints
 
     register_blueprints(app)

@@ -3,6 +3,8 @@
 Outside a user's memberships the answer is 404, never a hint that the thing exists.
 Inside them, a role that may not do something gets 403.
 """
+from collections import namedtuple
+
 import sqlalchemy as sa
 from flask import abort, g
 from flask_login import current_user
@@ -34,12 +36,18 @@ def user_agencies():
     return sorted((m.agency for m in memberships()), key=lambda a: a.name)
 
 
+NavLink = namedtuple("NavLink", "name slug")
+
+
 def nav_agencies(limit=6):
     """The first agencies for the navigation bar, without loading every agency an admin can see."""
+    from tracker import cache
+
     if not current_user.is_authenticated:
         return []
     if current_user.is_admin:
-        return db.session.execute(sa.select(Agency).order_by(Agency.name).limit(limit)).scalars().all()
+        return cache.value("nav-agencies", limit, lambda: tuple(NavLink(*row) for row in db.session.execute(
+            sa.select(Agency.name, Agency.slug).order_by(Agency.name).limit(limit))))
     return sorted((m.agency for m in memberships()), key=lambda a: a.name)[:limit]
 
 

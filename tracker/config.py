@@ -85,6 +85,10 @@ def from_env(instance_path):
         "PROXY_COUNT": _int("PROXY_COUNT", 0),
         "HSTS": _bool("HSTS", not development),
         "SECURITY_LOG_FILE": os.environ.get("SECURITY_LOG_FILE") or None,
+        # Rendered fragments of the board, dashboard, queue and roll-up, per worker (tracker/cache.py).
+        # 0 entries turns the cache off.
+        "PAGE_CACHE_ENTRIES": _int("PAGE_CACHE_ENTRIES", 256),
+        "PAGE_CACHE_SECONDS": _int("PAGE_CACHE_SECONDS", 300),
         "SEED_DIR": os.environ.get("SEED_DIR") or str(Path(__file__).resolve().parent.parent / "seed"),
     }
     if config["LOCKOUT_MODE"] not in {"admin", "timed"}:

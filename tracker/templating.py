@@ -1,8 +1,9 @@
 """Template globals and filters."""
+from types import MappingProxyType
 
 from flask_login import current_user
 
-from tracker.access import nav_agencies
+from tracker.access import memberships, nav_agencies
 from tracker.models import AGENCY_ROLES, CITATION_BASIS, STATUSES
 from tracker.models.base import utcnow
 
@@ -10,10 +11,12 @@ from tracker.models.base import utcnow
 def _waiting():
     from flask import g
 
+    from tracker import cache
     from tracker.services.reviews import waiting_counts
 
     if "waiting" not in g:
-        g.waiting = waiting_counts(current_user)
+        user = current_user._get_current_object()
+        g.waiting = cache.value("nav-waiting", (user.id,), lambda: MappingProxyType(waiting_counts(user)))
     return g.waiting
 
 
@@ -25,6 +28,7 @@ def register(app):
             "AGENCY_ROLES": AGENCY_ROLES,
             "CITATION_BASIS": CITATION_BASIS,
             "nav_agencies": nav_agencies,
+            "user_memberships": memberships,
             "nav_waiting": _waiting if current_user.is_authenticated else (lambda: {}),
             "today": utcnow().date(),
         }

@@ -16,6 +16,8 @@ class Evidence(Base):
         sa.CheckConstraint("kind IN ('file', 'link')", name="kind"),
         sa.CheckConstraint("review_state IN ('submitted', 'accepted', 'returned')", name="review_state"),
         sa.CheckConstraint("visibility IN ('restricted', 'shareable')", name="visibility"),
+        # The review queue and the waiting counts: current submitted evidence, oldest first.
+        sa.Index("ix_evidence_review_queue", "review_state", "superseded", "created_at"),
     )
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     requirement_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("requirement.id"), index=True)

@@ -7,8 +7,10 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from sqlalchemy.orm.exc import StaleDataError
 
+from tracker import cache
 from tracker.access import agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
 from tracker.forms.requirements import CommentForm, DueDateForm, EvidenceForm, NotesForm, OwnerForm, StatusForm
@@ -46,26 +48,41 @@ def _modules():
 @login_required
 def board(slug):
     agency = agency_or_404(slug)
-    modules = _modules()
-    owners = board_service.owner_choices(agency.id)
-    filters = board_service.BoardFilters.from_args(request.args, {m.key for m in modules}, [u.id for u in owners])
+    fragment = wants_fragment() and request.headers.get("HX-Target") == "board"
+    args = tuple((name, request.args.get(name, "")) for name in ("module", "status", "owner", "due", "q"))
+
+    def render():
+        modules = _modules()
+        owners = board_service.owner_choices(agency.id)
+        filters = board_service.BoardFilters.from_args(request.args, {m.key for m in modules},
+                                                       [u.id for u in owners])
+        context = _board_context(agency, modules, filters)
+        template = "board/_board.html" if fragment else "board/_content.html"
+        html = render_template(template, owners=owners, due_filters=board_service.DUE_FILTERS, **context)
+        return html, tuple(filters.ignored)
+
+    # The page depends on the data, the date, the filters and what the viewer may do, nothing else
+    # (view-mode rows carry no CSRF token), so one rendering serves every viewer with the same rights.
+    key = (agency.id, fragment, can_edit(), current_user.is_admin, args)
+    html, ignored = cache.value("board", key, render)
+    if ignored:
+        flash(f"Unknown filter value ignored: {', '.join(ignored)}.", "warning")
+    if fragment:
+        return html
+    return render_template("board/board.html", agency=agency, content=Markup(html))  # noqa: S704 - rendered by Jinja
+
+
+def _board_context(agency, modules, filters):
     rows = board_service.board_rows(agency, filters)
     by_module = {}
     for r in rows:
         by_module.setdefault(r.module_id, []).append(r)
-    context = {
-        "agency": agency, "modules": modules, "owners": owners, "filters": filters, "rows": rows,
-        "by_module": by_module, "counts": board_service.status_counts(rows),
-        "evidence": board_service.evidence_summary(agency), "due_filters": board_service.DUE_FILTERS,
-        "flags": board_service.disagreement_flags(agency, rows),
-        "errors": {}, "submitted": {}, "conflict": None, "edit_mode": False,
-        "req_url_base": _req_url_base(agency),
+    return {
+        "agency": agency, "modules": modules, "filters": filters, "rows": rows, "by_module": by_module,
+        "counts": board_service.status_counts(rows), "evidence": board_service.evidence_summary(agency),
+        "flags": board_service.disagreement_flags(agency, rows), "errors": {}, "submitted": {}, "conflict": None,
+        "edit_mode": False, "req_url_base": _req_url_base(agency),
     }
-    if filters.ignored:
-        flash(f"Unknown filter value ignored: {', '.join(filters.ignored)}.", "warning")
-    template = "board/_board.html" if wants_fragment() and request.headers.get("HX-Target") == "board" \
-        else "board/board.html"
-    return render_template(template, **context)
 
 
 def _req_url_base(agency):

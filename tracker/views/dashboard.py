@@ -2,10 +2,12 @@
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, g, render_template, request, send_file, stream_with_context
 from flask_login import current_user, login_required
+from markupsafe import Markup
 
+from tracker import cache
 from tracker.access import agency_or_404, get_scoped_or_404, user_agencies
 from tracker.extensions import db, limiter
-from tracker.models import Module, MonitoringPeriod, Requirement
+from tracker.models import Agency, Module, MonitoringPeriod, Requirement
 from tracker.services import dashboard, exports, monitoring, reviews
 
 bp = Blueprint("dashboard", __name__)
@@ -23,43 +25,58 @@ def _user_key():
 @login_required
 def agency(slug):
     agency = agency_or_404(slug)
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
-    module_key = request.args.get("module", "")
-    if module_key and module_key not in {m.key for m in modules}:
-        flash(f"Unknown module “{module_key}” ignored; showing all modules.", "warning")
-        module_key = ""
+    body_only = bool(request.headers.get("HX-Request") and request.headers.get("HX-Target") == "dashboard-body"
+                     and not request.headers.get("HX-Boosted"))
+    requested = request.args.get("module", "")
+
+    def render():
+        modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+        module_key = requested if requested in {m.key for m in modules} else ""
+        template = "dashboard/_body.html" if body_only else "dashboard/_content.html"
+        return render_template(template, **_dashboard_context(agency, modules, module_key)), module_key
+
+    html, module_key = cache.value("dashboard", (agency.id, body_only, requested), render)
+    if requested and not module_key:
+        flash(f"Unknown module “{requested}” ignored; showing all modules.", "warning")
+    if body_only:
+        return html
+    return render_template("dashboard/agency.html", agency=agency, content=Markup(html))  # noqa: S704 - from Jinja
+
+
+def _dashboard_context(agency, modules, module_key):
     per_module, total, shown = dashboard.agency_measures(agency, module_key or None)
-    context = {
+    return {
         "agency": agency, "modules": modules, "module_key": module_key, "per_module": per_module, "total": total,
-        "shown": shown, "level_classes": dashboard.level_classes(agency),
-        "trend": dashboard.trend(agency, module_key or None),
+        "shown": shown,
+        "level_classes": dashboard.level_classes(agency), "trend": dashboard.trend(agency, module_key or None),
         "activity": dashboard.recent_activity(agency),
         "upcoming": dashboard.upcoming(agency, module_key=module_key or None),
         "periods": monitoring.periods(agency), "windows": dashboard.WINDOWS,
     }
-    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "dashboard-body" \
-            and not request.headers.get("HX-Boosted"):
-        return render_template("dashboard/_body.html", **context)
-    return render_template("dashboard/agency.html", **context)
 
 
 @bp.get("/rollup")
 @login_required
 def rollup():
-    if current_user.is_admin:
-        agencies = user_agencies()
-    else:
-        ids = set(reviews.monitor_agency_ids(current_user))
-        agencies = [a for a in user_agencies() if a.id in ids]
-    if not agencies:
+    scope = None if current_user.is_admin else sorted(reviews.monitor_agency_ids(current_user))
+    if scope == []:
         abort(404)
     sort = request.args.get("sort", "name")
     if sort not in dashboard.SORTS:
         flash(f"Unknown sort “{sort}” ignored.", "warning")
         sort = "name"
     descending = request.args.get("dir") == "desc"
-    return render_template("dashboard/rollup.html", rows=dashboard.rollup(agencies, sort, descending), sort=sort,
-                           descending=descending)
+
+    def render():
+        if scope is None:
+            agencies = user_agencies()
+        else:
+            agencies = db.session.execute(sa.select(Agency).where(Agency.id.in_(scope))).scalars().all()
+        return render_template("dashboard/_rollup_table.html", rows=dashboard.rollup(agencies, sort, descending),
+                               sort=sort, descending=descending)
+
+    table = cache.html("rollup", (tuple(scope or ()), sort, descending), render)
+    return render_template("dashboard/rollup.html", table=table)
 
 
 def _matrix_name(agency, ext):
@@ -71,8 +88,8 @@ def _matrix_name(agency, ext):
 @limiter.limit(_export_limit, key_func=_user_key)
 def export_csv(slug):
     agency = agency_or_404(slug)
-    rows = exports.matrix_rows(agency)
-    response = Response(stream_with_context(exports.csv_stream(rows)), mimetype="text/csv")
+    body = cache.streamed("export-csv", agency.id, lambda: exports.csv_stream(exports.matrix_rows(agency)))
+    response = Response(stream_with_context(body), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{_matrix_name(agency, "csv")}"'
     return response
 

@@ -2,7 +2,9 @@
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from markupsafe import Markup
 
+from tracker import cache
 from tracker.access import agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
 from tracker.forms.auth import EmptyForm
@@ -19,9 +21,31 @@ REVIEW_ROLES = {"monitor"}
 @bp.get("/reviews")
 @login_required
 def queue():
-    agency_ids = reviews.monitor_agency_ids(current_user)
-    if not agency_ids:
+    scope = None  # an admin's scope is every agency
+    if not current_user.is_admin:
+        scope = tuple(reviews.monitor_agency_ids(current_user))
+        if not scope:
+            abort(404)
+    args = tuple(request.args.get(name, "") for name in ("agency", "module", "age", "page"))
+    user = current_user._get_current_object()
+
+    def render():
+        agency_ids = list(scope) if scope is not None else reviews.monitor_agency_ids(user)
+        if not agency_ids:
+            return None
+        return _queue_page(user, agency_ids)
+
+    # The queue reads the same for everyone with the same agencies, so renderings are shared.
+    result = cache.value("review-queue", (scope, args), render)
+    if result is None:
         abort(404)
+    html, ignored = result
+    if ignored:
+        flash(f"Unknown filter value ignored: {', '.join(ignored)}.", "warning")
+    return render_template("reviews/queue.html", queue=Markup(html))  # noqa: S704 - rendered by Jinja
+
+
+def _queue_page(user, agency_ids):
     agencies = db.session.execute(
         sa.select(Agency).where(Agency.id.in_(agency_ids)).order_by(Agency.name)).scalars().all()
     modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
@@ -38,15 +62,14 @@ def queue():
     if age and age not in reviews.AGE_FILTERS:
         ignored.append("age")
         age = ""
-    if ignored:
-        flash(f"Unknown filter value ignored: {', '.join(ignored)}.", "warning")
     page = request.args.get("page", 1, type=int) or 1
-    rows, total, counts = reviews.queue(current_user, agency_slug, module_key, age, page)
-    pages = max((total + reviews.PAGE_SIZE - 1) // reviews.PAGE_SIZE, 1)
     filters = {"agency": agency_slug, "module": module_key, "age": age}
-    return render_template("reviews/queue.html", rows=rows, counts=counts, agencies=agencies, modules=modules,
+    rows, total, counts = reviews.queue(user, agency_slug, module_key, age, page, agency_ids=agency_ids)
+    pages = max((total + reviews.PAGE_SIZE - 1) // reviews.PAGE_SIZE, 1)
+    html = render_template("reviews/_queue.html", rows=rows, counts=counts, agencies=agencies, modules=modules,
                            filters=filters, age_filters=reviews.AGE_FILTERS, page=page, pages=pages, total=total,
                            page_args={k: v for k, v in filters.items() if v})
+    return html, tuple(ignored)
 
 
 @bp.get("/returned")

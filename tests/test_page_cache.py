@@ -1,0 +1,177 @@
+"""The fragment cache of the board, dashboard, review queue, roll-up and CSV (tracker/cache.py).
+
+A cached page must never show data older than the last change made through the app, never show one
+viewer what their rights or scope would not, and never serve a request that writes.
+"""
+import re
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import Auth
+from tests.factories import make_agency, make_module, make_requirement, make_user
+from tracker import cache
+from tracker.cache import MISSING, FragmentCache
+
+
+@pytest.fixture
+def world(db):
+    cit = make_module("cit", "Crisis Intervention Teams", 1)
+    a = make_agency(slug="agency-a", name="Harbor City PD")
+    b = make_agency(slug="agency-b", name="Other Town PD")
+    users = {
+        "officer": make_user("officer@example.test", role="officer", agency=a, name="Olive Officer"),
+        "committee": make_user("committee@example.test", role="committee", agency=a, name="Cole Committee"),
+        "monitor": make_user("monitor@example.test", role="monitor", agency=a, name="Mona Monitor"),
+        "monitor_b": make_user("monitor-b@example.test", role="monitor", agency=b, name="Bo Monitor"),
+        "admin": make_user("admin@example.test", is_admin=True),
+    }
+    req = make_requirement(a, module=cit, code="CIT-001", title="Crisis line staffing", citation_text="¶ 131")
+    make_requirement(b, module=cit, code="CIT-001", title="Other town staffing", citation_text="¶ 9")
+    return {"a": a, "b": b, "users": users, "req": req}
+
+
+def _as(app, email):
+    auth = Auth(app.test_client())
+    auth.login(email)
+    return auth
+
+
+def _status(auth, req, status, version):
+    r = auth.post(f"/agencies/agency-a/requirements/{req.id}/status",
+                  {"status": status, "note": "", "row_version": str(version)})
+    assert r.status_code == 303
+
+
+def test_board_shows_a_change_at_once(app, world):
+    officer = _as(app, "officer@example.test")
+    committee = _as(app, "committee@example.test")
+    assert "tracker-badge--not_started" in officer.client.get("/agencies/agency-a").get_data(as_text=True)
+    assert "tracker-badge--not_started" in committee.client.get("/agencies/agency-a").get_data(as_text=True)
+    _status(officer, world["req"], "implemented", 1)
+    for viewer in (officer, committee):
+        html = viewer.client.get("/agencies/agency-a").get_data(as_text=True)
+        row = re.search(rf'<tr id="req-{world["req"].id}">.*?</tr>', html, re.S).group(0)
+        assert "tracker-badge--implemented" in row and "tracker-badge--not_started" not in row
+
+
+def test_a_repeated_view_is_served_from_the_cache(app, world, count_queries):
+    officer = _as(app, "officer@example.test")
+    with count_queries() as first:
+        page1 = officer.client.get("/agencies/agency-a").get_data(as_text=True)
+    hits = cache.store().hits
+    with count_queries() as second:
+        page2 = officer.client.get("/agencies/agency-a").get_data(as_text=True)
+    assert cache.store().hits > hits
+    assert second.count < first.count
+    assert page1.split('<div id="board">')[1] == page2.split('<div id="board">')[1]
+
+
+def test_renderings_are_not_shared_across_rights(app, world):
+    officer = _as(app, "officer@example.test")
+    committee = _as(app, "committee@example.test")
+    edit = "Edit<span class=\"usa-sr-only\"> CIT-001</span>"
+    assert edit in officer.client.get("/agencies/agency-a").get_data(as_text=True)
+    assert edit not in committee.client.get("/agencies/agency-a").get_data(as_text=True)
+    assert edit in officer.client.get("/agencies/agency-a").get_data(as_text=True)
+
+
+def test_the_review_queue_is_not_shared_across_scopes(app, world):
+    officer = _as(app, "officer@example.test")
+    r = officer.post(f"/agencies/agency-a/requirements/{world['req'].id}/evidence",
+                     {"kind": "link", "url": "https://example.org/policy", "title": "Crisis line policy",
+                      "visibility": "restricted"})
+    assert r.status_code == 303
+    monitor = _as(app, "monitor@example.test")
+    monitor_b = _as(app, "monitor-b@example.test")
+    assert "Crisis line policy" in monitor.client.get("/reviews").get_data(as_text=True)
+    page_b = monitor_b.client.get("/reviews").get_data(as_text=True)
+    assert "Crisis line policy" not in page_b and "Nothing is waiting for review." in page_b
+    assert "Harbor City PD" not in monitor_b.client.get("/rollup").get_data(as_text=True)
+
+
+def test_nav_count_and_queue_follow_a_new_submission(app, world):
+    monitor = _as(app, "monitor@example.test")
+    assert "items waiting" not in monitor.client.get("/reviews").get_data(as_text=True)
+    officer = _as(app, "officer@example.test")
+    officer.post(f"/agencies/agency-a/requirements/{world['req'].id}/evidence",
+                 {"kind": "link", "url": "https://example.org/p", "title": "Training roster",
+                  "visibility": "restricted"})
+    html = monitor.client.get("/reviews").get_data(as_text=True)
+    assert '<span class="tracker-nav__count">1</span><span class="usa-sr-only"> items waiting' in html
+    assert "Training roster" in html
+
+
+def test_csv_and_dashboard_follow_a_change(app, world):
+    officer = _as(app, "officer@example.test")
+    assert "Not started" in officer.client.get("/agencies/agency-a/export.csv").get_data(as_text=True)
+    dashboard = officer.client.get("/agencies/agency-a/dashboard").get_data(as_text=True)
+    _status(officer, world["req"], "implemented", 1)
+    csv = officer.client.get("/agencies/agency-a/export.csv").get_data(as_text=True)
+    assert "Implemented" in csv and "Not started" not in csv
+    assert officer.client.get("/agencies/agency-a/dashboard").get_data(as_text=True) != dashboard
+
+
+def test_the_unknown_filter_notice_shows_on_a_cached_page_too(app, world):
+    officer = _as(app, "officer@example.test")
+    for _ in range(2):
+        html = officer.client.get("/agencies/agency-a?status=bogus").get_data(as_text=True)
+        assert "Unknown filter value ignored: status." in html
+
+
+def test_requests_that_write_never_use_the_cache(app, world):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    with app.app_context(), app.test_request_context("/", method="POST"):
+        assert (cache.value("t", 1, compute), cache.value("t", 1, compute)) == (1, 2)
+    with app.app_context(), app.test_request_context("/", method="GET"):
+        assert (cache.value("t", 1, compute), cache.value("t", 1, compute)) == (3, 3)
+
+
+def test_a_new_day_renders_afresh(app, world, monkeypatch):
+    calls = []
+    with app.app_context(), app.test_request_context("/"):
+        cache.value("t", 1, lambda: calls.append(1))
+        cache.value("t", 1, lambda: calls.append(1))
+    tomorrow = cache.utcnow() + timedelta(days=1)
+    monkeypatch.setattr(cache, "utcnow", lambda: tomorrow)
+    with app.app_context(), app.test_request_context("/"):
+        cache.value("t", 1, lambda: calls.append(1))
+    assert len(calls) == 2
+
+
+def test_a_setting_of_zero_entries_turns_the_cache_off(app, world):
+    app.config["PAGE_CACHE_ENTRIES"] = 0
+    calls = []
+    with app.app_context(), app.test_request_context("/"):
+        cache.value("t", 1, lambda: calls.append(1))
+        cache.value("t", 1, lambda: calls.append(1))
+    assert len(calls) == 2
+
+
+def test_entries_expire_and_the_store_is_bounded(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now[0])
+    store = FragmentCache(max_entries=2, seconds=60)
+    store.put("a", 1)
+    store.put("b", 2)
+    assert store.get("a") == 1  # "a" is now the most recently used
+    store.put("c", 3)
+    assert (store.get("a"), store.get("b"), store.get("c")) == (1, MISSING, 3)
+    now[0] += 61
+    assert store.get("a") is MISSING and store.get("c") is MISSING
+
+
+def test_the_version_is_the_newest_audit_event(app, db, world):
+    from tracker.services import audit
+
+    with app.app_context(), app.test_request_context("/"):
+        before = cache.data_version()
+    event = audit.record("test.event", object_type="test", object_id="1")
+    db.session.commit()
+    with app.app_context(), app.test_request_context("/"):
+        assert cache.data_version() == event.id > before
