@@ -3,8 +3,10 @@
 Generates 200 agencies x 120 requirements (10 history rows and 2 evidence items each, two monitoring
 periods with findings), serves the app with gunicorn on loopback, and measures with wrk at 8
 connections: a bare route (the ceiling), the board of a 120-requirement agency, the agency dashboard,
-the review queue, the cross-agency roll-up and the CSV export. Then counts the queries each page
-issues at 10 and at 1,000 requirements. Prints a table and writes bench-results.json.
+the review queue, the cross-agency roll-up and the CSV export, once as configured (fragment cache on)
+and once with PAGE_CACHE_ENTRIES=0, where every request renders. Then counts the queries each page
+issues at 10 and at 1,000 requirements, rendering and from the cache. Prints a table and writes
+bench-results.json.
 """
 import json
 import os
@@ -184,19 +186,26 @@ def query_counts(make_app_config):
         counts = {}
         with app.app_context():
             engine = db.engine
-            for name, who, path in PAGES:
-                c = monitor if who == "monitor" else client
+
+            def count(c, path, engine=engine, base=base):
                 counter = {"n": 0}
 
-                def listener(*args, counter=counter, **kwargs):
+                def listener(*args, **kwargs):
                     counter["n"] += 1
 
                 sa.event.listen(engine, "after_cursor_execute", listener)
                 with c.get(base + path.format(slug="bench-000")) as response:
                     response.get_data()
-                    assert response.status_code == 200, (name, response.status_code)
+                    assert response.status_code == 200, (path, response.status_code)
                 sa.event.remove(engine, "after_cursor_execute", listener)
-                counts[name] = counter["n"]
+                return counter["n"]
+
+            for name, who, path in PAGES:
+                c = monitor if who == "monitor" else client
+                # The rendering work (a cache miss), then a repeat served from the fragment cache.
+                app.extensions["fragment_cache"].clear()
+                counts[name] = count(c, path)
+                counts[name + " (cached)"] = count(c, path)
             db.engine.dispose()
         results[size] = counts
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,6 +220,38 @@ PAGES = [
     ("cross-agency roll-up", "admin", "/rollup"),
     ("CSV export", "admin", "/agencies/{slug}/export.csv"),
 ]
+
+
+def serve_and_measure(db_url, work, config, extra_env, label):
+    """Serve with gunicorn and run wrk against every page; returns {page name: figures}."""
+    log(f"Measuring {label} ...")
+    port = free_port()
+    env = {**os.environ, "TRACKER_ENV": "development", "SECRET_KEY": config["SECRET_KEY"], "DATABASE_URL": db_url,
+           "EVIDENCE_DIR": str(work / "evidence"), "RATELIMIT_ENABLED": "false", "MFA_REQUIRED_ROLES": "",
+           "HSTS": "false", **extra_env}
+    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{port}",  # noqa: S603
+                               "--workers", str(WORKERS), "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    measured = {}
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)  # noqa: S310 - loopback
+                break
+            except OSError:
+                time.sleep(0.2)
+        cookies = {"admin": sign_in(base, "admin@bench.example"), "monitor": sign_in(base, "monitor@bench.example")}
+        for name, who, path in PAGES:
+            url = base + path.format(slug="bench-000")
+            wrk(url, cookies[who])  # warm-up
+            measured[name] = wrk(url, cookies[who])
+            m = measured[name]
+            log(f"  {name:<26} {m['rps']:>8.1f} req/s  p50 {m['p50_ms']:6.1f} ms  p95 {m['p95_ms']:6.1f} ms"
+                f"  errors {m['errors'] + m['non2xx']}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    return measured
 
 
 def main():
@@ -233,57 +274,40 @@ def main():
         db.engine.dispose()
     log(f"  done in {time.time() - started:.0f} s")
 
-    port = free_port()
-    env = {**os.environ, "TRACKER_ENV": "development", "SECRET_KEY": config["SECRET_KEY"], "DATABASE_URL": db_url,
-           "EVIDENCE_DIR": str(work / "evidence"), "RATELIMIT_ENABLED": "false", "MFA_REQUIRED_ROLES": "",
-           "HSTS": "false"}
-    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{port}",  # noqa: S603
-                               "--workers", str(WORKERS), "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)  # noqa: S310 - loopback
-                break
-            except OSError:
-                time.sleep(0.2)
-        cookies = {"admin": sign_in(base, "admin@bench.example"), "monitor": sign_in(base, "monitor@bench.example")}
-        measured = {}
-        for name, who, path in PAGES:
-            url = base + path.format(slug="bench-000")
-            wrk(url, cookies[who])  # warm-up
-            measured[name] = wrk(url, cookies[who])
-            m = measured[name]
-            log(f"  {name:<26} {m['rps']:>8.1f} req/s  p50 {m['p50_ms']:6.1f} ms  p95 {m['p95_ms']:6.1f} ms"
-                f"  errors {m['errors'] + m['non2xx']}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+    measured = serve_and_measure(db_url, work, config, {}, "with the fragment cache (the default)")
+    uncached = serve_and_measure(db_url, work, config, {"PAGE_CACHE_ENTRIES": "0"},
+                                 "without it (PAGE_CACHE_ENTRIES=0): every request renders")
     log("Counting queries at 10 and 1,000 requirements ...")
     counts = query_counts({**config})
     ceiling = measured[PAGES[0][0]]["rps"]
     results = []
     for name, _who, _path in PAGES:
-        m = measured[name]
+        m, u = measured[name], uncached[name]
         results.append({"name": name, "rps": round(m["rps"], 1), "p50_ms": round(m["p50_ms"], 2),
                         "p95_ms": round(m["p95_ms"], 2), "fraction_of_ceiling": round(m["rps"] / ceiling, 3),
                         "queries_small": counts[10][name], "queries_large": counts[1000][name],
-                        "errors": m["errors"] + m["non2xx"]})
+                        "queries_cached_small": counts[10][name + " (cached)"],
+                        "queries_cached_large": counts[1000][name + " (cached)"],
+                        "uncached_rps": round(u["rps"], 1), "uncached_p95_ms": round(u["p95_ms"], 2),
+                        "errors": m["errors"] + m["non2xx"] + u["errors"] + u["non2xx"]})
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                "processor": platform.processor() or platform.machine(), "workers": WORKERS,
                "connections": CONNECTIONS, "duration": DURATION, "database": db_url.split(":")[0],
                "agencies": AGENCIES, "requirements": AGENCIES * PER_AGENCY}
     (ROOT / "bench-results.json").write_text(json.dumps({"machine": machine, "pages": results}, indent=2) + "\n")
     log("")
-    log("| page | req/s | p50 ms | p95 ms | share of ceiling | queries @10 | queries @1000 |")
-    log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    log("| page | req/s | p50 ms | p95 ms | share of ceiling | uncached req/s | uncached p95 ms "
+        "| queries @10 | queries @1000 | cached @10 / @1000 |")
+    log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         log(f"| {r['name']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-            f"{100 * r['fraction_of_ceiling']:.0f} % | {r['queries_small']} | {r['queries_large']} |")
+            f"{100 * r['fraction_of_ceiling']:.0f} % | {r['uncached_rps']:.0f} | {r['uncached_p95_ms']:.1f} | "
+            f"{r['queries_small']} | {r['queries_large']} | "
+            f"{r['queries_cached_small']} / {r['queries_cached_large']} |")
     log(f"\nMachine: {machine['cpus']} CPUs, {machine['processor']}, Python {machine['python']}, "
         f"gunicorn {WORKERS} sync workers, wrk {CONNECTIONS} connections for {DURATION}, {machine['database']}.")
     misses = [r["name"] for r in results[1:] if r["fraction_of_ceiling"] < 0.10 or r["p95_ms"] > 50
-              or r["queries_small"] != r["queries_large"]]
+              or r["queries_small"] != r["queries_large"] or r["queries_cached_small"] != r["queries_cached_large"]]
     if misses:
         log(f"Targets missed by: {', '.join(misses)}")
     shutil.rmtree(work, ignore_errors=True)
