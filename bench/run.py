@@ -175,7 +175,6 @@ def query_counts(make_app_config):
                           "EVIDENCE_DIR": f"{tmp}/evidence"})
         build(app, agencies=3, per_agency=size, history=2, evidence=2, monitored=3)
         client = app.test_client()
-        base = ""
         page = client.get("/login").get_data(as_text=True)
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
         client.post("/login", data={"email": "admin@bench.example", "password": PASSWORD, "csrf_token": token})
@@ -187,26 +186,27 @@ def query_counts(make_app_config):
         with app.app_context():
             engine = db.engine
 
-            def count(c, path, engine=engine, base=base):
-                counter = {"n": 0}
+        def count(c, path, engine=engine):
+            # Each request runs in its own app context, as under gunicorn (nothing carried in `g`).
+            counter = {"n": 0}
 
-                def listener(*args, **kwargs):
-                    counter["n"] += 1
+            def listener(*args, **kwargs):
+                counter["n"] += 1
 
-                sa.event.listen(engine, "after_cursor_execute", listener)
-                with c.get(base + path.format(slug="bench-000")) as response:
-                    response.get_data()
-                    assert response.status_code == 200, (path, response.status_code)
-                sa.event.remove(engine, "after_cursor_execute", listener)
-                return counter["n"]
+            sa.event.listen(engine, "after_cursor_execute", listener)
+            with c.get(path.format(slug="bench-000")) as response:
+                response.get_data()
+                assert response.status_code == 200, (path, response.status_code)
+            sa.event.remove(engine, "after_cursor_execute", listener)
+            return counter["n"]
 
-            for name, who, path in PAGES:
-                c = monitor if who == "monitor" else client
-                # The rendering work (a cache miss), then a repeat served from the fragment cache.
-                app.extensions["fragment_cache"].clear()
-                counts[name] = count(c, path)
-                counts[name + " (cached)"] = count(c, path)
-            db.engine.dispose()
+        for name, who, path in PAGES:
+            c = monitor if who == "monitor" else client
+            # The rendering work (a cache miss), then a repeat served from the fragment cache.
+            app.extensions["fragment_cache"].clear()
+            counts[name] = count(c, path)
+            counts[name + " (cached)"] = count(c, path)
+        engine.dispose()
         results[size] = counts
         shutil.rmtree(tmp, ignore_errors=True)
     return results
