@@ -50,14 +50,22 @@ lock: $(VENV)/.test-installed
 # (CI sets REQUIRE_POSTGRES=1 so a missing server fails instead of skipping).
 test: $(VENV)/.test-installed lint test-sqlite test-postgres test-browser
 
+# Feature and security tests run on two processes (pytest-xdist); the reliability tests load a
+# gunicorn server and measure it, so they run alone afterwards.
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
+FEATURES := -m "not browser" --ignore=tests/reliability -n $(TEST_PROCESSES)
+TEST_PROCESSES ?= 2
+
 test-sqlite: $(VENV)/.test-installed
-	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(BIN)/pytest -q -m "not browser" -p no:cacheprovider
+	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) $(FEATURES)
+	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) tests/reliability
 
 test-postgres: $(VENV)/.test-installed
 	@url="$${TEST_DATABASE_URL:-$(PG_TEST_URL)}"; \
 	if $(BIN)/python scripts/db_ready.py "$$url"; then \
 		echo "PostgreSQL run against $$url"; \
-		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" $(BIN)/pytest -q -m "not browser" -p no:cacheprovider; \
+		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" $(PYTEST) $(FEATURES) && \
+		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" $(PYTEST) tests/reliability; \
 	elif [ -n "$$REQUIRE_POSTGRES" ]; then \
 		echo "PostgreSQL is required (REQUIRE_POSTGRES=1) but $$url does not answer" >&2; exit 1; \
 	else \
@@ -67,7 +75,7 @@ test-postgres: $(VENV)/.test-installed
 test-browser: $(VENV)/.test-installed
 	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian chromium for browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	TRACKER_ENV=testing $(BIN)/pytest -q -m browser -p no:cacheprovider
+	TRACKER_ENV=testing $(PYTEST) -m browser
 
 vendor:
 	scripts/vendor-assets.sh

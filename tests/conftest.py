@@ -2,7 +2,7 @@
 
 SQLite: the schema is built once into a template file and copied for each test (fast, and every
 test gets real commits). PostgreSQL: the schema is built once per run and tables are truncated
-between tests.
+between tests; under pytest-xdist each worker has its own database.
 """
 import os
 import re
@@ -47,6 +47,21 @@ def sqlite_template(tmp_path_factory):
     return path
 
 
+def _worker_database(url):
+    """Under pytest-xdist each worker gets its own database next to the given one (test_gw0, ...)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = sa.engine.make_url(url)
+    name = f"{base.database}_{worker}"
+    server = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    server.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def pg_schema():
     if not PG_URL:
@@ -54,6 +69,7 @@ def pg_schema():
     url = PG_URL
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    url = _worker_database(url)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         Base.metadata.drop_all(conn)
