@@ -52,9 +52,9 @@ test: $(VENV)/.test-installed lint test-sqlite test-postgres test-browser
 
 # Feature and security tests run on two processes (pytest-xdist); the reliability tests load a
 # gunicorn server and measure it, so they run alone afterwards.
+TEST_PROCESSES ?= 2
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 FEATURES := -m "not browser" --ignore=tests/reliability -n $(TEST_PROCESSES)
-TEST_PROCESSES ?= 2
 
 test-sqlite: $(VENV)/.test-installed
 	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) $(FEATURES)
