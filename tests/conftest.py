@@ -1,8 +1,9 @@
 """Fixtures: app, database (SQLite by default, PostgreSQL via TEST_DATABASE_URL), clients, login.
 
 SQLite: the schema is built once into a template file and copied for each test (fast, and every
-test gets real commits). PostgreSQL: the schema is built once per run and tables are truncated
-between tests; under pytest-xdist each worker has its own database.
+test gets real commits). PostgreSQL: the schema is built once per run and rows are deleted between
+tests (DELETE on near-empty tables takes milliseconds where TRUNCATE of twenty tables takes ~0.3 s);
+under pytest-xdist each worker has its own database.
 """
 import os
 import re
@@ -64,6 +65,7 @@ def _worker_database(url):
 
 @pytest.fixture(scope="session")
 def pg_schema():
+    """A session-wide engine on this worker's PostgreSQL database with a fresh schema."""
     if not PG_URL:
         return None
     url = PG_URL
@@ -75,19 +77,27 @@ def pg_schema():
         Base.metadata.drop_all(conn)
         conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         Base.metadata.create_all(conn)
+    yield engine
     engine.dispose()
-    return url
+
+
+def _empty_postgres(engine):
+    with engine.begin() as conn:
+        # audit_event refuses DELETE (append-only trigger); TRUNCATE fires no row trigger.
+        conn.exec_driver_sql("TRUNCATE audit_event")
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name != "audit_event":
+                conn.execute(table.delete())
+        conn.exec_driver_sql(
+            "SELECT setval(oid, 1, false) FROM pg_class "
+            "WHERE relkind = 'S' AND relnamespace = 'public'::regnamespace")
 
 
 @pytest.fixture
 def database_url(tmp_path, sqlite_template, pg_schema):
-    if pg_schema:
-        engine = sa.create_engine(pg_schema)
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-        engine.dispose()
-        return pg_schema
+    if pg_schema is not None:
+        _empty_postgres(pg_schema)
+        return pg_schema.url.render_as_string(hide_password=False)
     path = tmp_path / "test.db"
     shutil.copyfile(sqlite_template, path)
     return f"sqlite:///{path}"
