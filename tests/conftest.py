@@ -67,7 +67,8 @@ def _worker_database(url):
 def pg_schema():
     """A session-wide engine on this worker's PostgreSQL database with a fresh schema."""
     if not PG_URL:
-        return None
+        yield None
+        return
     url = PG_URL
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
