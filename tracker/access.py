@@ -27,6 +27,11 @@ def memberships():
     return g.memberships
 
 
+def agency_ids_with_role(role):
+    """Ids of the agencies where the current user holds `role`, from the memberships already loaded."""
+    return sorted(m.agency_id for m in memberships() if m.role == role)
+
+
 def user_agencies():
     """Agencies the current user can open: all for an admin, their memberships otherwise."""
     if not current_user.is_authenticated:

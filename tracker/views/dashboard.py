@@ -5,10 +5,10 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 
 from tracker import cache
-from tracker.access import agency_or_404, get_scoped_or_404, user_agencies
+from tracker.access import agency_ids_with_role, agency_or_404, get_scoped_or_404, user_agencies
 from tracker.extensions import db, limiter
 from tracker.models import Agency, Module, MonitoringPeriod, Requirement
-from tracker.services import dashboard, exports, monitoring, reviews
+from tracker.services import dashboard, exports, monitoring
 
 bp = Blueprint("dashboard", __name__)
 
@@ -58,7 +58,7 @@ def _dashboard_context(agency, modules, module_key):
 @bp.get("/rollup")
 @login_required
 def rollup():
-    scope = None if current_user.is_admin else sorted(reviews.monitor_agency_ids(current_user))
+    scope = None if current_user.is_admin else agency_ids_with_role("monitor")
     if scope == []:
         abort(404)
     sort = request.args.get("sort", "name")

@@ -5,7 +5,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 
 from tracker import cache
-from tracker.access import agency_or_404, get_scoped_or_404, require_role
+from tracker.access import agency_ids_with_role, agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
 from tracker.forms.auth import EmptyForm
 from tracker.models import Agency, Evidence, Module, Requirement
@@ -23,7 +23,7 @@ REVIEW_ROLES = {"monitor"}
 def queue():
     scope = None  # an admin's scope is every agency
     if not current_user.is_admin:
-        scope = tuple(reviews.monitor_agency_ids(current_user))
+        scope = tuple(agency_ids_with_role("monitor"))
         if not scope:
             abort(404)
     args = tuple(request.args.get(name, "") for name in ("agency", "module", "age", "page"))
