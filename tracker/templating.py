@@ -6,6 +6,7 @@ from flask_login import current_user
 from tracker.access import memberships, nav_agencies
 from tracker.models import AGENCY_ROLES, CITATION_BASIS, STATUSES
 from tracker.models.base import utcnow
+from tracker.services.submissions import hidden_field
 
 
 def _waiting():
@@ -21,6 +22,8 @@ def _waiting():
 
 
 def register(app):
+    app.jinja_env.globals["submission_field"] = hidden_field
+
     @app.context_processor
     def globals_():
         return {

@@ -6,12 +6,12 @@ from tracker.models.catalog import CADENCES, CITATION_BASIS, SOURCE_KINDS, Citat
 from tracker.models.evidence import REVIEW_STATES, VISIBILITIES, Evidence, EvidenceReview
 from tracker.models.monitoring import Finding, MonitoringPeriod
 from tracker.models.requirements import STATUSES, Comment, DeadlineChange, Requirement, StatusChange
-from tracker.models.users import AGENCY_ROLES, ROLES, ApiToken, Membership, User, UserSession
+from tracker.models.users import AGENCY_ROLES, ROLES, ApiToken, FormSubmission, Membership, User, UserSession
 
 __all__ = [
     "AGENCY_ROLES", "ApiToken", "CADENCES", "CITATION_BASIS", "LEVEL_KINDS", "REVIEW_STATES", "ROLES", "SOURCE_KINDS",
     "STATUSES", "VISIBILITIES", "Agency", "AuditEvent", "Base", "Citation", "Comment", "ComplianceLevel",
-    "ComplianceScale", "DeadlineChange", "Evidence", "EvidenceReview", "Finding", "Membership", "Module",
-    "MonitoringPeriod", "Recommendation", "Requirement", "Source", "StatusChange", "User", "UserSession",
+    "ComplianceScale", "DeadlineChange", "Evidence", "EvidenceReview", "Finding", "FormSubmission", "Membership",
+    "Module", "MonitoringPeriod", "Recommendation", "Requirement", "Source", "StatusChange", "User", "UserSession",
     "utcnow",
 ]

@@ -104,3 +104,17 @@ class ApiToken(Base):
 
     user: so.Mapped[User] = so.relationship(lazy="joined")
     agency = so.relationship("Agency")
+
+
+class FormSubmission(Base):
+    """A sent form that created something, by the one-time id the form carried.
+
+    The same form sent again (double click, network retry, Back and resend) finds its row and is
+    pointed at what the first sending made instead of making it twice. Rows are kept two days.
+    """
+
+    __tablename__ = "form_submission"
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user_account.id"), primary_key=True)
+    id: so.Mapped[str] = so.mapped_column(sa.String(32), primary_key=True)
+    result_url: so.Mapped[str] = so.mapped_column(sa.String(500))
+    created_at: so.Mapped[datetime] = so.mapped_column(index=True)

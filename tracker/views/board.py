@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from tracker import cache
@@ -19,6 +20,7 @@ from tracker.models import Module, Requirement
 from tracker.services import board as board_service
 from tracker.services import monitoring as monitoring_service
 from tracker.services import requirements as req_service
+from tracker.services import submissions
 from tracker.services.errors import ValidationFailed
 
 bp = Blueprint("board", __name__)
@@ -244,13 +246,23 @@ def set_notes(slug, req_id):
 def add_comment(slug, req_id):
     agency, req = _load(slug, req_id, roles=COMMENT_ROLES)
     form = CommentForm()
+    if repeat := submissions.repeat_response(current_user):
+        return repeat
     if form.validate_on_submit():
         try:
             req_service.add_comment(req, form.body.data, actor=current_user)
+            target = url_for("board.requirement", slug=slug, req_id=req.id) + "#comments"
+            submissions.remember(current_user, target)
             db.session.commit()
             flash("Comment posted.", "success")
-            return redirect(url_for("board.requirement", slug=slug, req_id=req.id) + "#comments", code=303)
+            return redirect(target, code=303)
         except ValidationFailed as exc:
             db.session.rollback()
             form.body.errors = [*form.body.errors, *exc.errors.values()]
+        except IntegrityError:
+            # A repeat that raced its first sending: point it at the winner's result.
+            db.session.rollback()
+            if repeat := submissions.repeat_response(current_user):
+                return repeat
+            raise
     return _requirement_page(agency, req, status=422, forms={"comment": form})

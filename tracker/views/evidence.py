@@ -1,12 +1,14 @@
 """Evidence: add a file or a link, upload a new version, download through an access check."""
 from flask import Blueprint, abort, current_app, flash, g, redirect, send_file, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.exc import IntegrityError
 
 from tracker.access import agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
 from tracker.forms.requirements import EvidenceForm
 from tracker.models import Evidence, Requirement
 from tracker.services import evidence as evidence_service
+from tracker.services import submissions
 from tracker.services.errors import ValidationFailed
 from tracker.storage import get_store
 from tracker.views.board import EDIT_ROLES, _requirement_page
@@ -42,9 +44,17 @@ def _save(agency, req, form, supersedes=None):
 def _handle(agency, req, supersedes=None):
     form = EvidenceForm()
     form.validate_on_submit()
+    target = url_for("board.requirement", slug=agency.slug, req_id=req.id) + "#evidence"
     try:
         evidence = _save(agency, req, form, supersedes)
+        submissions.remember(current_user, target)
         db.session.commit()
+    except IntegrityError:
+        # A repeat that raced its first sending: point it at the winner's result.
+        db.session.rollback()
+        if repeat := submissions.repeat_response(current_user):
+            return repeat
+        raise
     except ValidationFailed as exc:
         db.session.rollback()
         for name, message in exc.errors.items():
@@ -55,7 +65,7 @@ def _handle(agency, req, supersedes=None):
         return _requirement_page(agency, req, status=422, forms={"evidence": form})
     what = "New version" if supersedes else "Evidence"
     flash(f"{what} “{evidence.title}” added and submitted for review.", "success")
-    return redirect(url_for("board.requirement", slug=agency.slug, req_id=req.id) + "#evidence", code=303)
+    return redirect(target, code=303)
 
 
 @bp.post("/agencies/<slug>/requirements/<int:req_id>/evidence")
@@ -64,6 +74,8 @@ def add(slug, req_id):
     agency = agency_or_404(slug)
     req = get_scoped_or_404(Requirement, req_id, agency)
     require_role(EDIT_ROLES)
+    if repeat := submissions.repeat_response(current_user):
+        return repeat
     return _handle(agency, req)
 
 
@@ -73,6 +85,8 @@ def new_version(slug, evidence_id):
     agency = agency_or_404(slug)
     old = get_scoped_or_404(Evidence, evidence_id, agency)
     require_role(EDIT_ROLES)
+    if repeat := submissions.repeat_response(current_user):
+        return repeat  # before the check below: the first sending is what superseded `old`
     if old.superseded:
         flash("That item already has a newer version; add the new version to the latest one.", "error")
         return redirect(url_for("board.requirement", slug=slug, req_id=old.requirement_id) + "#evidence", code=303)
