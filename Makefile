@@ -10,7 +10,7 @@ FLASK := $(BIN)/flask --app wsgi
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TRACKER_ENV ?= development
 
-.PHONY: run setup test test-sqlite test-postgres test-browser lint lock vendor clean bench
+.PHONY: run setup test test-sqlite test-postgres test-browser lint sbom lock vendor clean bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -42,6 +42,14 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check tracker tests wsgi.py bench scripts
 	$(BIN)/bandit -q -r tracker -lll
 	scripts/audit_deps.sh
+	@$(MAKE) --no-print-directory sbom
+
+# CycloneDX software bill of materials of the locked dependencies (offline, from requirements.lock).
+sbom: $(VENV)/.test-installed
+	@mkdir -p build
+	@$(BIN)/python -W ignore::UserWarning -m cyclonedx_py requirements requirements.lock --pyproject pyproject.toml \
+		--of JSON --output-reproducible --no-validate -o build/sbom.cdx.json 2>/dev/null
+	@echo "SBOM: build/sbom.cdx.json ($$(grep -c '"purl"' build/sbom.cdx.json) components)"
 
 lock: $(VENV)/.test-installed
 	$(BIN)/pip freeze --exclude-editable | grep -v '^pip-audit' > requirements.lock
