@@ -63,6 +63,15 @@ def _worker_database(url):
     return base.set(database=name).render_as_string(hide_password=False)
 
 
+def rebuild_postgres_schema(conn):
+    """Drop every table in the schema, also ones this checkout does not know (left by another branch
+    or a newer migration), then create the models' tables."""
+    tables = conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()
+    for name in list(tables):
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+    Base.metadata.create_all(conn)
+
+
 @pytest.fixture(scope="session")
 def pg_schema():
     """A session-wide engine on this worker's PostgreSQL database with a fresh schema."""
@@ -75,9 +84,7 @@ def pg_schema():
     url = _worker_database(url)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        Base.metadata.drop_all(conn)
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        Base.metadata.create_all(conn)
+        rebuild_postgres_schema(conn)
     yield engine
     engine.dispose()
 

@@ -377,18 +377,15 @@ def libpq_url(url, database=None):
 
 def build_database(url, evidence_dir):
     """Schema and data through the app: an agency, REQUIREMENTS requirements and two officers."""
-    from tests.conftest import BASE_CONFIG
+    from tests.conftest import BASE_CONFIG, rebuild_postgres_schema
     from tests.factories import PASSWORD, make_agency, make_module, make_requirement, make_user
     from tracker import create_app
     from tracker.extensions import db
-    from tracker.models import Base
 
     if url.startswith("postgresql"):
         engine = sa.create_engine(url)
         with engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-            Base.metadata.create_all(conn)
+            rebuild_postgres_schema(conn)
         engine.dispose()
     app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": url, "EVIDENCE_DIR": str(evidence_dir)})
     with app.app_context():
