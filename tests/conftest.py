@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from flask import has_app_context
 from flask.testing import FlaskClient
+from flask_sqlalchemy import SQLAlchemy
 from jinja2 import BytecodeCache
 
 from tracker import create_app
@@ -101,14 +102,54 @@ def _empty_postgres(engine):
             "WHERE relkind = 'S' AND relnamespace = 'public'::regnamespace")
 
 
+# Every test builds its own app, and Flask-SQLAlchemy would give each a new engine, whose empty
+# statement cache then compiles every query again (a quarter of the suite's CPU). The test database
+# has one URL per worker, so its engine is made once and handed to every app.
+_ORIGINAL_MAKE_ENGINE = SQLAlchemy._make_engine
+_SHARED_ENGINES = {}
+_SHARED_URLS = set()
+
+
+def _make_engine_once(self, bind_key, options, app):
+    url = str(options.get("url"))
+    if url not in _SHARED_URLS:
+        return _ORIGINAL_MAKE_ENGINE(self, bind_key, options, app)
+    key = (url, repr(sorted((k, v) for k, v in options.items() if k != "url")))
+    if key not in _SHARED_ENGINES:
+        _SHARED_ENGINES[key] = _ORIGINAL_MAKE_ENGINE(self, bind_key, options, app)
+    return _SHARED_ENGINES[key]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_engine_per_test_database():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SQLAlchemy, "_make_engine", _make_engine_once)
+        yield
+    for engine in _SHARED_ENGINES.values():
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_path(tmp_path_factory):
+    """This worker's test database file; each test starts from a fresh copy of the template."""
+    path = tmp_path_factory.mktemp("database") / "test.db"
+    _SHARED_URLS.add(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def database_url(tmp_path, sqlite_template, pg_schema):
+def database_url(sqlite_template, sqlite_path, pg_schema):
     if pg_schema is not None:
+        url = pg_schema.url.render_as_string(hide_password=False)
+        _SHARED_URLS.add(url)
         _empty_postgres(pg_schema)
-        return pg_schema.url.render_as_string(hide_password=False)
-    path = tmp_path / "test.db"
-    shutil.copyfile(sqlite_template, path)
-    return f"sqlite:///{path}"
+        return url
+    for engine in _SHARED_ENGINES.values():
+        engine.dispose()  # no pooled connection may outlive the file it points to
+    for leftover in (sqlite_path.with_name("test.db-wal"), sqlite_path.with_name("test.db-shm")):
+        leftover.unlink(missing_ok=True)
+    shutil.copyfile(sqlite_template, sqlite_path)
+    return f"sqlite:///{sqlite_path}"
 
 
 class SharedBytecode(BytecodeCache):
