@@ -58,14 +58,14 @@ def northbay(live_app):
 @pytest.fixture(scope="module")
 def member_context(browser, live_server, northbay):
     """The committee member signs in once for the module (the login form is rate-limited per address)."""
-    context = browser.new_context()
+    context = browser.new_context(ignore_https_errors=True)
     sign_in(context.new_page(), live_server, MEMBER)
     state = context.storage_state()
     context.close()
     contexts = []
 
     def _new():
-        contexts.append(browser.new_context(storage_state=state))
+        contexts.append(browser.new_context(ignore_https_errors=True, storage_state=state))
         return contexts[-1]
 
     yield _new

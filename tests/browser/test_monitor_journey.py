@@ -43,11 +43,11 @@ def signed_in(browser, live_server):
 
     def _context(email):
         if email not in states:
-            context = browser.new_context()
+            context = browser.new_context(ignore_https_errors=True)
             sign_in(context.new_page(), live_server, email)
             states[email] = context.storage_state()
             context.close()
-        return browser.new_context(storage_state=states[email])
+        return browser.new_context(ignore_https_errors=True, storage_state=states[email])
 
     return _context
 

@@ -91,8 +91,8 @@ def test_officer_edits_inline_extends_deadline_and_uploads_pdf(page, live_server
 
 
 def test_two_officers_editing_at_once_see_the_conflict(browser, live_server, harbor):
-    first = browser.new_context().new_page()
-    second = browser.new_context().new_page()
+    first = browser.new_context(ignore_https_errors=True).new_page()
+    second = browser.new_context(ignore_https_errors=True).new_page()
     sign_in(first, live_server, "o1@riverbend.example")
     sign_in(second, live_server, "o2@riverbend.example")
     url = f"{live_server}/agencies/{harbor['slug']}/requirements/{harbor['adv001']}"

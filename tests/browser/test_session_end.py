@@ -1,4 +1,5 @@
-"""SECURITY-PLAN T19 in a real browser: after signing out, Back shows the sign-in page, never a page of
+"""SECURITY-PLAN T19 and T08 in a real browser over HTTPS: the session cookie is `__Host-` prefixed,
+Secure, HttpOnly and SameSite=Lax; after signing out, Back shows the sign-in page, never a page of
 agency data from the browser's cache, and htmx has kept no copy of pages in localStorage."""
 import re
 from datetime import date
@@ -23,6 +24,10 @@ def test_back_after_sign_out_shows_sign_in_and_nothing_is_cached(page, live_serv
         db.session.commit()
 
     sign_in(page, live_server, "back@backbay.example")
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert set(cookies) == {"__Host-session"}, cookies
+    session = cookies["__Host-session"]
+    assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Lax" and session["path"] == "/"
     page.goto(f"{live_server}/agencies/backbay")
     expect(page.get_by_role("heading", name=re.compile("Crisis Intervention Teams"))).to_be_visible()
     # A filter change is an htmx request that pushes a history entry: the case htmx would cache.
