@@ -102,6 +102,36 @@ def test_nav_count_and_queue_follow_a_new_submission(app, world):
     assert "Training roster" in html
 
 
+def test_the_navigation_renders_once_per_user_and_data_version(app, world):
+    from flask import template_rendered
+
+    rendered = []
+
+    def record(sender, template, context, **extra):
+        rendered.append(template.name)
+
+    admin = _as(app, "admin@example.test")
+    monitor = _as(app, "monitor@example.test")
+    template_rendered.connect(record, app)
+    try:
+        for path in ("/agencies/agency-a", "/agencies/agency-a/dashboard", "/catalog/"):
+            assert "Administration" in admin.client.get(path).get_data(as_text=True)
+        assert rendered.count("_nav.html") == 1
+        # The monitor's own links (rendered when they signed in), never the admin's.
+        monitor_page = monitor.client.get("/reviews").get_data(as_text=True)
+        assert "Administration" not in monitor_page and "Account (Mona Monitor)" in monitor_page
+        officer = _as(app, "officer@example.test")
+        officer.post(f"/agencies/agency-a/requirements/{world['req'].id}/evidence",
+                     {"kind": "link", "url": "https://example.org/p", "title": "Roster", "visibility": "restricted"})
+        rendered.clear()
+        html = admin.client.get("/agencies/agency-a").get_data(as_text=True)
+        assert rendered.count("_nav.html") == 1  # the data changed: rendered afresh
+        assert '<span class="tracker-nav__count">1</span><span class="usa-sr-only"> items waiting' in html
+        assert "Account (" in html and 'name="csrf_token"' in html.split("Sign out")[0]
+    finally:
+        template_rendered.disconnect(record, app)
+
+
 def test_csv_and_dashboard_follow_a_change(app, world):
     officer = _as(app, "officer@example.test")
     assert "Not started" in officer.client.get("/agencies/agency-a/export.csv").get_data(as_text=True)

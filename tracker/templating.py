@@ -21,6 +21,16 @@ def _waiting():
     return g.waiting
 
 
+def _nav_links():
+    """The signed-in user's navigation links: the same HTML on every page until the data changes."""
+    from flask import render_template
+
+    from tracker import cache
+
+    user = current_user._get_current_object()
+    return cache.html("nav", (user.id,), lambda: render_template("_nav.html"))
+
+
 def register(app):
     app.jinja_env.globals["submission_field"] = hidden_field
 
@@ -33,6 +43,7 @@ def register(app):
             "nav_agencies": nav_agencies,
             "user_memberships": memberships,
             "nav_waiting": _waiting if current_user.is_authenticated else (lambda: {}),
+            "nav_links": _nav_links,
             "today": utcnow().date(),
         }
 
