@@ -1,6 +1,4 @@
 """Template globals and filters."""
-from types import MappingProxyType
-
 from flask_login import current_user
 
 from tracker.access import memberships, nav_agencies
@@ -12,12 +10,11 @@ from tracker.services.submissions import hidden_field
 def _waiting():
     from flask import g
 
-    from tracker import cache
     from tracker.services.reviews import waiting_counts
 
+    # Only the navigation fragment asks, and it is cached per user and data version (_nav_links).
     if "waiting" not in g:
-        user = current_user._get_current_object()
-        g.waiting = cache.value("nav-waiting", (user.id,), lambda: MappingProxyType(waiting_counts(user)))
+        g.waiting = waiting_counts(current_user._get_current_object())
     return g.waiting
 
 

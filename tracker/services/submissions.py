@@ -58,4 +58,3 @@ def repeat_response(user):
         return None
     flash("That form had already been sent and was saved once; nothing was added twice.", "info")
     return redirect(url, code=303)
-
