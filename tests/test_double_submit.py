@@ -160,3 +160,5 @@ def test_ids_older_than_two_days_are_forgotten(app, db, setup):
     _comment(officer, setup["comment_url"], _form_ids(officer, setup["page"])[-1])
     kept = set(db.session.execute(sa.select(FormSubmission.id)).scalars())
     assert "f" * 32 not in kept and "e" * 32 in kept and len(kept) == 2
+    sweep = db.session.execute(sa.select(AuditEvent).where(AuditEvent.action == "form_submission.sweep")).scalar_one()
+    assert sweep.after["removed"] == 1 and sweep.actor_label == "officer@example.test"

@@ -11,11 +11,12 @@ import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import flash, redirect, request
+from flask import request
 from markupsafe import Markup
 
 from tracker.extensions import db
 from tracker.models import FormSubmission, utcnow
+from tracker.services import audit
 
 FIELD = "submission_id"
 KEEP = timedelta(days=2)
@@ -47,14 +48,8 @@ def remember(user, result_url):
     if sent is None:
         return
     now = utcnow()
-    db.session.execute(sa.delete(FormSubmission).where(FormSubmission.created_at < now - KEEP))
+    removed = db.session.execute(sa.delete(FormSubmission).where(FormSubmission.created_at < now - KEEP)).rowcount
+    if removed:
+        audit.record("form_submission.sweep", actor=user, object_type="form_submission",
+                     after={"removed": removed, "older_than": now - KEEP})
     db.session.add(FormSubmission(user_id=user.id, id=sent, result_url=result_url, created_at=now))
-
-
-def repeat_response(user):
-    """A redirect to the first result when this request repeats a form already sent; otherwise None."""
-    url = earlier_result(user)
-    if url is None:
-        return None
-    flash("That form had already been sent and was saved once; nothing was added twice.", "info")
-    return redirect(url, code=303)

@@ -22,6 +22,7 @@ from tracker.services import monitoring as monitoring_service
 from tracker.services import requirements as req_service
 from tracker.services import submissions
 from tracker.services.errors import ValidationFailed
+from tracker.views.repeats import repeat_response
 
 bp = Blueprint("board", __name__)
 
@@ -246,7 +247,7 @@ def set_notes(slug, req_id):
 def add_comment(slug, req_id):
     agency, req = _load(slug, req_id, roles=COMMENT_ROLES)
     form = CommentForm()
-    if repeat := submissions.repeat_response(current_user):
+    if repeat := repeat_response(current_user):
         return repeat
     if form.validate_on_submit():
         try:
@@ -262,7 +263,7 @@ def add_comment(slug, req_id):
         except IntegrityError:
             # A repeat that raced its first sending: point it at the winner's result.
             db.session.rollback()
-            if repeat := submissions.repeat_response(current_user):
+            if repeat := repeat_response(current_user):
                 return repeat
             raise
     return _requirement_page(agency, req, status=422, forms={"comment": form})

@@ -12,6 +12,7 @@ from tracker.services import submissions
 from tracker.services.errors import ValidationFailed
 from tracker.storage import get_store
 from tracker.views.board import EDIT_ROLES, _requirement_page
+from tracker.views.repeats import repeat_response
 
 bp = Blueprint("evidence", __name__)
 
@@ -52,7 +53,7 @@ def _handle(agency, req, supersedes=None):
     except IntegrityError:
         # A repeat that raced its first sending: point it at the winner's result.
         db.session.rollback()
-        if repeat := submissions.repeat_response(current_user):
+        if repeat := repeat_response(current_user):
             return repeat
         raise
     except ValidationFailed as exc:
@@ -74,7 +75,7 @@ def add(slug, req_id):
     agency = agency_or_404(slug)
     req = get_scoped_or_404(Requirement, req_id, agency)
     require_role(EDIT_ROLES)
-    if repeat := submissions.repeat_response(current_user):
+    if repeat := repeat_response(current_user):
         return repeat
     return _handle(agency, req)
 
@@ -85,7 +86,7 @@ def new_version(slug, evidence_id):
     agency = agency_or_404(slug)
     old = get_scoped_or_404(Evidence, evidence_id, agency)
     require_role(EDIT_ROLES)
-    if repeat := submissions.repeat_response(current_user):
+    if repeat := repeat_response(current_user):
         return repeat  # before the check below: the first sending is what superseded `old`
     if old.superseded:
         flash("That item already has a newer version; add the new version to the latest one.", "error")
