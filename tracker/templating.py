@@ -57,11 +57,11 @@ def register(app):
         return value.strftime("%b %-d, %Y %H:%M UTC")
 
     @app.template_filter("due_class")
-    def due_class(value):
-        """'overdue', 'soon' (within 30 days) or ''."""
-        if value is None:
+    def due_class(requirement):
+        """'overdue', 'soon' (within 30 days) or '': only an open requirement's due date binds."""
+        if requirement.due_date is None or not requirement.is_open:
             return ""
-        days = (value - utcnow().date()).days
+        days = (requirement.due_date - utcnow().date()).days
         if days < 0:
             return "overdue"
         if days <= 30:

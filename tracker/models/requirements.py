@@ -3,6 +3,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from sqlalchemy.ext.hybrid import hybrid_property
 
 from tracker.models.base import Base, Timestamped, utcnow
 
@@ -12,6 +13,8 @@ STATUSES = {
     "implemented": "Implemented",
     "not_applicable": "Not applicable",
 }
+# The statuses whose due date still binds: only an open requirement can be overdue or due soon.
+OPEN_STATUSES = ("not_started", "in_progress")
 
 
 class Requirement(Timestamped, Base):
@@ -55,6 +58,16 @@ class Requirement(Timestamped, Base):
     @property
     def status_label(self):
         return STATUSES.get(self.status, self.status)
+
+    @hybrid_property
+    def is_open(self):
+        """True while the due date binds: a test on a loaded requirement, a condition in a query."""
+        return self.status in OPEN_STATUSES
+
+    @is_open.inplace.expression
+    @classmethod
+    def _is_open_condition(cls):
+        return cls.status.in_(OPEN_STATUSES)
 
 
 class StatusChange(Base):

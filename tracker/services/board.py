@@ -20,7 +20,6 @@ from tracker.models import (
 )
 
 DUE_FILTERS = {"overdue": "Overdue", "upcoming": "Due in the next 30 days", "none": "No due date"}
-OPEN_STATUSES = ("not_started", "in_progress")
 
 
 @dataclass
@@ -80,10 +79,10 @@ def board_rows(agency, filters):
     elif filters.owner:
         query = query.where(Requirement.owner_id == int(filters.owner))
     if filters.due == "overdue":
-        query = query.where(Requirement.due_date < today, Requirement.status.in_(OPEN_STATUSES))
+        query = query.where(Requirement.due_date < today, Requirement.is_open)
     elif filters.due == "upcoming":
         query = query.where(Requirement.due_date >= today, Requirement.due_date <= today + timedelta(days=30),
-                            Requirement.status.in_(OPEN_STATUSES))
+                            Requirement.is_open)
     elif filters.due == "none":
         query = query.where(Requirement.due_date.is_(None))
     if filters.q:

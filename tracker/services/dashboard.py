@@ -9,6 +9,7 @@ Definitions (also printed on the pages that show them):
 - overdue: due date before today and status Not started or In progress;
 - due in N days: open requirements due today or within the next N days.
 """
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -29,15 +30,15 @@ from tracker.models import (
 )
 from tracker.services import monitoring
 
-OPEN = ("not_started", "in_progress")
 WINDOWS = (30, 60, 90)
+NO_FINDING = "No finding yet"
 
 
 @dataclass
 class Measures:
     total: int = 0
     by_status: dict = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
-    by_level: dict = field(default_factory=dict)       # level label -> count; "No finding" for none
+    by_level: dict = field(default_factory=dict)       # level label -> count; NO_FINDING for none
     at_top: int = 0
     overdue: int = 0
     due_within: dict = field(default_factory=lambda: dict.fromkeys(WINDOWS, 0))
@@ -60,86 +61,109 @@ class Measures:
     def level_segments(self, level_classes):
         return [(label, self.by_level.get(label, 0), cls) for label, cls in level_classes.items()]
 
-
-def _requirement_rows(agency_ids, module_id=None):
-    query = sa.select(Requirement.id, Requirement.agency_id, Requirement.module_id, Requirement.status,
-                      Requirement.due_date, Requirement.terminated_at).where(Requirement.agency_id.in_(agency_ids))
-    if module_id is not None:
-        query = query.where(Requirement.module_id == module_id)
-    return db.session.execute(query).all()
-
-
-def _latest_levels(agency_ids):
-    """{requirement_id: ComplianceLevel} from the latest rated period of each requirement (one query)."""
-    rows = db.session.execute(
-        sa.select(Finding.requirement_id, ComplianceLevel)
-        .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-        .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
-        .where(MonitoringPeriod.agency_id.in_(agency_ids), Finding.is_current.is_(True))
-        .order_by(MonitoringPeriod.end_date, Finding.id)
-    ).all()
-    return {req_id: level for req_id, level in rows}
+    def add(self, other):
+        """Fold another group's counts into this one (modules into the agency total)."""
+        for name in ("total", "at_top", "overdue", "evidence_submitted", "evidence_returned", "terminated"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.by_status, other.by_status), (self.by_level, other.by_level),
+                             (self.due_within, other.due_within)):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+        return self
 
 
-def _top_ranks(agency_ids):
-    rows = db.session.execute(
-        sa.select(Agency.id, sa.func.max(ComplianceLevel.rank))
-        .join(ComplianceLevel, ComplianceLevel.scale_id == Agency.scale_id)
-        .where(Agency.id.in_(agency_ids), ComplianceLevel.kind == "rating").group_by(Agency.id)
-    ).all()
-    return dict(rows)
+def _count_if(condition):
+    return sa.func.sum(sa.case((condition, 1), else_=0))
 
 
-def _evidence_counts(agency_ids):
-    rows = db.session.execute(
-        sa.select(Requirement.id, Evidence.review_state, sa.func.count())
+def _status_and_due(measures, key, scope, today):
+    """Statuses, terminated, overdue and due-window counts: one grouped query."""
+    terminated = Requirement.terminated_at.is_not(None)
+    windows = [_count_if(sa.and_(Requirement.is_open, Requirement.due_date >= today,
+                                 Requirement.due_date <= today + timedelta(days=w))) for w in WINDOWS]
+    for value, status, is_terminated, n, overdue, *due in db.session.execute(
+        sa.select(key, Requirement.status, terminated, sa.func.count(),
+                  _count_if(sa.and_(Requirement.is_open, Requirement.due_date < today)), *windows)
+        .where(scope).group_by(key, Requirement.status, terminated)
+    ).all():
+        m = measures[value]
+        if is_terminated:
+            m.terminated += n
+            continue
+        m.total += n
+        m.by_status[status] += n
+        m.overdue += int(overdue or 0)
+        for window, count in zip(WINDOWS, due, strict=True):
+            m.due_within[window] += int(count or 0)
+
+
+def _evidence(measures, key, active_scope):
+    """Current evidence waiting for review or returned, of active requirements: one query."""
+    for value, state, n in db.session.execute(
+        sa.select(key, Evidence.review_state, sa.func.count())
         .join(Requirement, Requirement.id == Evidence.requirement_id)
-        .where(Requirement.agency_id.in_(agency_ids), Evidence.superseded.is_(False),
-               Evidence.review_state.in_(("submitted", "returned")))
-        .group_by(Requirement.id, Evidence.review_state)
-    ).all()
-    counts = {}
-    for req_id, state, n in rows:
-        counts.setdefault(req_id, {})[state] = n
-    return counts
+        .where(active_scope, Evidence.superseded.is_(False), Evidence.review_state.in_(("submitted", "returned")))
+        .group_by(key, Evidence.review_state)
+    ).all():
+        if state == "submitted":
+            measures[value].evidence_submitted += n
+        else:
+            measures[value].evidence_returned += n
 
 
-def _accumulate(measures, row, level, top, evidence, today):
-    if row.terminated_at is not None:
-        measures.terminated += 1
-        return
-    measures.total += 1
-    measures.by_status[row.status] += 1
-    label = level.label if level is not None else "No finding yet"
-    measures.by_level[label] = measures.by_level.get(label, 0) + 1
-    if level is not None and level.kind == "rating" and level.rank == top:
-        measures.at_top += 1
-    if row.status in OPEN and row.due_date is not None:
-        days = (row.due_date - today).days
-        if days < 0:
-            measures.overdue += 1
-        for window in WINDOWS:
-            if 0 <= days <= window:
-                measures.due_within[window] += 1
-    ev = evidence.get(row.id, {})
-    measures.evidence_submitted += ev.get("submitted", 0)
-    measures.evidence_returned += ev.get("returned", 0)
+def _latest_levels(measures, key, active_scope):
+    """Active requirements by the level of their latest finding (the current finding of the latest
+    period, by period end date), and how many of those are the top rating of the agency's scale: one query."""
+    ranked = (sa.select(key.label("key"), Requirement.agency_id, Finding.level_id,
+                        sa.func.row_number().over(partition_by=Finding.requirement_id,
+                                                  order_by=(MonitoringPeriod.end_date.desc(), Finding.id.desc()))
+                        .label("rn"))
+              .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
+              .join(Requirement, Requirement.id == Finding.requirement_id)
+              .where(active_scope, Finding.is_current.is_(True))
+              .subquery())
+    tops = (sa.select(ComplianceLevel.scale_id, sa.func.max(ComplianceLevel.rank).label("rank"))
+            .where(ComplianceLevel.kind == "rating").group_by(ComplianceLevel.scale_id).subquery())
+    for value, label, n, at_top in db.session.execute(
+        sa.select(ranked.c.key, ComplianceLevel.label, sa.func.count(),
+                  _count_if(sa.and_(ComplianceLevel.kind == "rating", ComplianceLevel.rank == tops.c.rank)))
+        .join(ComplianceLevel, ComplianceLevel.id == ranked.c.level_id)
+        .join(Agency, Agency.id == ranked.c.agency_id)
+        .outerjoin(tops, tops.c.scale_id == Agency.scale_id)
+        .where(ranked.c.rn == 1)
+        .group_by(ranked.c.key, ComplianceLevel.label)
+    ).all():
+        m = measures[value]
+        m.by_level[label] = m.by_level.get(label, 0) + n
+        m.at_top += int(at_top or 0)
+
+
+def measures_by(key, scope):
+    """{value of column `key`: Measures} of the requirements matching `scope`, aggregated in SQL:
+    three queries whatever the number of requirements, modules or agencies."""
+    measures = defaultdict(Measures)
+    active_scope = sa.and_(scope, Requirement.terminated_at.is_(None))
+    _status_and_due(measures, key, scope, utcnow().date())
+    _evidence(measures, key, active_scope)
+    _latest_levels(measures, key, active_scope)
+    for m in measures.values():
+        unrated = m.total - sum(m.by_level.values())
+        if unrated:
+            m.by_level[NO_FINDING] = unrated
+    return measures
 
 
 def agency_measures(agency, module_key=None):
-    """({module_id: Measures}, total Measures, modules) for one agency, optionally one module."""
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    """({module_id: Measures}, total Measures, modules shown) for one agency, optionally one module."""
+    modules = db.session.execute(Module.in_order()).scalars().all()
+    scope = Requirement.agency_id == agency.id
     module = next((m for m in modules if m.key == module_key), None) if module_key else None
-    rows = _requirement_rows([agency.id], module.id if module else None)
-    levels = _latest_levels([agency.id])
-    top = _top_ranks([agency.id]).get(agency.id)
-    evidence = _evidence_counts([agency.id])
-    today = utcnow().date()
-    per_module, total = {}, Measures()
-    for row in rows:
-        level = levels.get(row.id)
-        _accumulate(per_module.setdefault(row.module_id, Measures()), row, level, top, evidence, today)
-        _accumulate(total, row, level, top, evidence, today)
+    if module is not None:
+        scope = sa.and_(scope, Requirement.module_id == module.id)
+    per_module = dict(measures_by(Requirement.module_id, scope))
+    total = Measures()
+    for m in per_module.values():
+        total.add(m)
     shown = [m for m in modules if m.id in per_module]
     return per_module, total, shown
 
@@ -157,7 +181,7 @@ def level_classes(agency):
             classes[lvl.label] = "top"
         else:
             classes[lvl.label] = f"rank-{min(lvl.rank, 3)}"
-    classes["No finding yet"] = "none"
+    classes[NO_FINDING] = "none"
     return classes
 
 
@@ -182,7 +206,7 @@ def trend(agency, module_key=None):
         query = query.where(module_filter)
         active = active.where(module_filter)
     total = db.session.execute(active).scalar() or 0
-    top = _top_ranks([agency.id]).get(agency.id)
+    top = monitoring.top_rank(monitoring.scale_levels(agency))
     by_period = {p.id: {"period": p, "levels": {}, "at_top": 0, "rated": 0} for p in periods}
     for period_id, label, kind, rank, n in db.session.execute(query).all():
         entry = by_period[period_id]
@@ -209,7 +233,7 @@ def recent_activity(agency, limit=10):
 def upcoming(agency, days=90, limit=15, module_key=None):
     """Open requirements overdue or due within `days`, soonest first (one module if given)."""
     today = utcnow().date()
-    query = (sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.status.in_(OPEN),
+    query = (sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.is_open,
                                           Requirement.terminated_at.is_(None), Requirement.due_date.is_not(None),
                                           Requirement.due_date <= today + timedelta(days=days))
              .order_by(Requirement.due_date).limit(limit))
@@ -229,72 +253,11 @@ SORTS = {
 }
 
 
-def _top_counts(agency_ids):
-    """{agency_id: active requirements whose latest finding is the top rating} in one SQL query."""
-    ranked = (sa.select(Finding.requirement_id, Finding.level_id,
-                        sa.func.row_number().over(partition_by=Finding.requirement_id,
-                                                  order_by=(MonitoringPeriod.end_date.desc(), Finding.id.desc()))
-                        .label("rn"))
-              .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-              .where(MonitoringPeriod.agency_id.in_(agency_ids), Finding.is_current.is_(True))
-              .subquery())
-    top_rank = (sa.select(sa.func.max(ComplianceLevel.rank)).where(
-        ComplianceLevel.scale_id == Agency.scale_id, ComplianceLevel.kind == "rating").correlate(Agency)
-        .scalar_subquery())
-    rows = db.session.execute(
-        sa.select(Requirement.agency_id, sa.func.count())
-        .join(ranked, ranked.c.requirement_id == Requirement.id)
-        .join(ComplianceLevel, ComplianceLevel.id == ranked.c.level_id)
-        .join(Agency, Agency.id == Requirement.agency_id)
-        .where(ranked.c.rn == 1, Requirement.terminated_at.is_(None), ComplianceLevel.kind == "rating",
-               ComplianceLevel.rank == top_rank)
-        .group_by(Requirement.agency_id)
-    ).all()
-    return dict(rows)
-
-
 def rollup(agencies, sort="name", descending=False):
-    """One row per agency with the same measures, aggregated in SQL: five queries for any number of agencies."""
-    ids = [a.id for a in agencies]
-    if not ids:
+    """One row per agency with the same measures as the dashboard: three queries for any number of agencies."""
+    if not agencies:
         return []
-    today = utcnow().date()
-    measures = {a.id: Measures() for a in agencies}
-    active = Requirement.terminated_at.is_(None)
-    for agency_id, status, terminated, n in db.session.execute(
-        sa.select(Requirement.agency_id, Requirement.status, Requirement.terminated_at.is_not(None), sa.func.count())
-        .where(Requirement.agency_id.in_(ids))
-        .group_by(Requirement.agency_id, Requirement.status, Requirement.terminated_at.is_not(None))
-    ).all():
-        if terminated:
-            measures[agency_id].terminated += n
-        else:
-            measures[agency_id].total += n
-            measures[agency_id].by_status[status] += n
-    is_open = sa.and_(active, Requirement.status.in_(OPEN))
-    windows = [sa.func.sum(sa.case((sa.and_(is_open, Requirement.due_date >= today,
-                                            Requirement.due_date <= today + timedelta(days=w)), 1), else_=0))
-               for w in WINDOWS]
-    for agency_id, overdue, *due in db.session.execute(
-        sa.select(Requirement.agency_id, sa.func.sum(sa.case((sa.and_(is_open, Requirement.due_date < today), 1),
-                                                             else_=0)), *windows)
-        .where(Requirement.agency_id.in_(ids)).group_by(Requirement.agency_id)
-    ).all():
-        measures[agency_id].overdue = int(overdue or 0)
-        measures[agency_id].due_within = {w: int(n or 0) for w, n in zip(WINDOWS, due, strict=True)}
-    for agency_id, state, n in db.session.execute(
-        sa.select(Requirement.agency_id, Evidence.review_state, sa.func.count())
-        .join(Requirement, Requirement.id == Evidence.requirement_id)
-        .where(Requirement.agency_id.in_(ids), active, Evidence.superseded.is_(False),
-               Evidence.review_state.in_(("submitted", "returned")))
-        .group_by(Requirement.agency_id, Evidence.review_state)
-    ).all():
-        if state == "submitted":
-            measures[agency_id].evidence_submitted = n
-        else:
-            measures[agency_id].evidence_returned = n
-    for agency_id, n in _top_counts(ids).items():
-        measures[agency_id].at_top = n
+    measures = measures_by(Requirement.agency_id, Requirement.agency_id.in_([a.id for a in agencies]))
     result = [{"agency": a, "measures": measures[a.id]} for a in agencies]
     result.sort(key=SORTS.get(sort, SORTS["name"]), reverse=descending)
     return result
