@@ -37,6 +37,11 @@ class Module(Base):
         back_populates="module", order_by="Recommendation.code"
     )
 
+    @classmethod
+    def in_order(cls):
+        """Every module in catalog order, the order pages, filters and reports list them in."""
+        return sa.select(cls).order_by(cls.position)
+
 
 class Source(Base):
     __tablename__ = "source"

@@ -149,7 +149,7 @@ def deltas(period):
     then = {f.requirement_id: f for f in current_findings([before.id])}
     requirements = {r.id: r for r in db.session.execute(
         sa.select(Requirement).where(Requirement.id.in_(set(now) | set(then)))).scalars()}
-    modules = {m.id: m for m in db.session.execute(sa.select(Module).order_by(Module.position)).scalars()}
+    modules = {m.id: m for m in db.session.execute(Module.in_order()).scalars()}
     result = {m_id: ModuleDelta(module=m) for m_id, m in modules.items()}
     for req_id, new in now.items():
         req = requirements[req_id]

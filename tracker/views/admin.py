@@ -121,7 +121,7 @@ def agency_edit(slug):
 
 def _adopt_form(agency):
     form = AdoptForm()
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
     form.modules.choices = [(m.key, m.name) for m in modules]
     return form
 

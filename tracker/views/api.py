@@ -77,7 +77,7 @@ def openapi():
 
 @bp.get("/catalog")
 def catalog():
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
     recs = db.session.execute(
         sa.select(Recommendation).where(Recommendation.retired_at.is_(None))
         .options(sa.orm.selectinload(Recommendation.citations)).order_by(Recommendation.code)

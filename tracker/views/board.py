@@ -44,7 +44,7 @@ def _permissions():
 
 
 def _modules():
-    return db.session.execute(db.select(Module).order_by(Module.position)).scalars().all()
+    return db.session.execute(Module.in_order()).scalars().all()
 
 
 @bp.get("/agencies/<slug>")

@@ -15,7 +15,7 @@ def active_recommendations():
 
 @bp.get("/")
 def index():
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
     counts = dict(db.session.execute(
         sa.select(Recommendation.module_id, sa.func.count())
         .where(Recommendation.retired_at.is_(None)).group_by(Recommendation.module_id)

@@ -30,7 +30,7 @@ def agency(slug):
     requested = request.args.get("module", "")
 
     def render():
-        modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+        modules = db.session.execute(Module.in_order()).scalars().all()
         module_key = requested if requested in {m.key for m in modules} else ""
         template = "dashboard/_body.html" if body_only else "dashboard/_content.html"
         return render_template(template, **_dashboard_context(agency, modules, module_key)), module_key
@@ -114,7 +114,7 @@ def period_report(slug, period_id):
     requirements = db.session.execute(
         sa.select(Requirement).where(Requirement.agency_id == agency.id)
         .options(sa.orm.joinedload(Requirement.module)).order_by(Requirement.code)).scalars().all()
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
     evidence = exports.period_evidence(agency, period, shareable_only=g.agency_role == "committee")
     return render_template("dashboard/period_report.html", agency=agency, period=period, before=before,
                            deltas=deltas, current=current, requirements=requirements, modules=modules,

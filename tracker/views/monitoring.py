@@ -33,7 +33,7 @@ def periods(slug):
 
 
 def _periods_page(agency, status=200, errors=None, values=None):
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
     return render_template("monitoring/periods.html", agency=agency, periods=monitoring.periods(agency),
                            errors=errors or {}, values=values or {}, form=EmptyForm(), modules=modules,
                            can_rate=g.agency_role in RATE_ROLES | {"admin"}), status
@@ -70,7 +70,7 @@ def _grid_context(agency, period):
     previous = {f.requirement_id: f for f in monitoring.current_findings([before.id])} if before else {}
     latest = monitoring.latest_findings(agency)
     flags = {r.id: monitoring.disagreement(r, latest.get(r.id), top) for r in requirements}
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
     return {"agency": agency, "period": period, "requirements": requirements, "levels": levels, "current": current,
             "before": before, "previous": previous, "flags": flags, "modules": modules,
             "can_rate": g.agency_role in RATE_ROLES | {"admin"}, "form": EmptyForm(), "errors": {}, "submitted": {}}

@@ -48,7 +48,7 @@ def queue():
 def _queue_page(user, agency_ids):
     agencies = db.session.execute(
         sa.select(Agency).where(Agency.id.in_(agency_ids)).order_by(Agency.name)).scalars().all()
-    modules = db.session.execute(sa.select(Module).order_by(Module.position)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
     agency_slug = request.args.get("agency", "")
     module_key = request.args.get("module", "")
     age = request.args.get("age", "")
