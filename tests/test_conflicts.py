@@ -242,10 +242,10 @@ def test_concurrent_commit_between_read_and_write_becomes_conflict_with_current_
             EDITS[edit](req, 1, actor)  # the form's version matches what we read: only the flush can tell
     finally:
         session.expire_on_commit = True
-    current = exc.value.requirement
+    db.session.rollback()  # the caller's job: services never roll back
+    current = exc.value.requirement  # reloads with the values saved first
     assert current.id == req_id and current.row_version == 2
     assert current.status == "in_progress" and current.notes == "theirs"
-    db.session.rollback()
     fresh = db.session.get(Requirement, req_id)
     assert (fresh.status, fresh.notes, fresh.owner_id, fresh.due_date) == ("in_progress", "theirs", None, None)
     assert _count(db, StatusChange) == 0 and _count(db, DeadlineChange) == 0

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 
 from tracker.extensions import db
-from tracker.models import STATUSES, Comment, DeadlineChange, Membership, Requirement, StatusChange, User, utcnow
+from tracker.models import STATUSES, Comment, DeadlineChange, Membership, StatusChange, User, utcnow
 from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 
@@ -15,11 +15,16 @@ MAX_NOTE = 4000
 
 
 class Conflict(Exception):
-    """The requirement changed since the form was rendered."""
+    """The requirement changed since the form was rendered.
 
-    def __init__(self, requirement):
+    The caller rolls back; `requirement` then reloads with the values saved first.
+    """
+
+    def __init__(self, requirement, now_version=None):
         self.requirement = requirement
-        super().__init__(f"requirement {requirement.id} changed (now version {requirement.row_version})")
+        now = f" (now version {now_version})" if now_version is not None else ""
+        # The identity, not `requirement.id`: after a failed flush, loading an attribute would fail.
+        super().__init__(f"requirement {sa.inspect(requirement).identity[0]} changed{now}")
 
 
 def _check_version(requirement, row_version):
@@ -28,7 +33,7 @@ def _check_version(requirement, row_version):
     except (TypeError, ValueError):
         raise ValidationFailed({"row_version": "The form is missing its version; reload the page."}) from None
     if expected != requirement.row_version:
-        raise Conflict(requirement)
+        raise Conflict(requirement, requirement.row_version)
 
 
 def _flush(requirement):
@@ -36,8 +41,7 @@ def _flush(requirement):
         db.session.flush()
     except StaleDataError:
         # Another transaction committed between our read and our write (ORM version check).
-        db.session.rollback()
-        raise Conflict(db.session.get(Requirement, requirement.id)) from None
+        raise Conflict(requirement) from None
 
 
 def _text(value, field, label, required=False, max_len=MAX_NOTE):

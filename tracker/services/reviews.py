@@ -76,8 +76,7 @@ def _decide(evidence, decision, comment, actor):
                                   Evidence.superseded.is_(False))
         .values(review_state=decision).execution_options(synchronize_session=False)
     ).rowcount
-    if changed != 1:
-        db.session.rollback()
+    if changed != 1:  # nothing was written, so there is nothing to undo
         raise ValidationFailed({"decision": "Someone decided on this evidence a moment ago; reload to see it."})
     evidence.review_state = decision
     review = EvidenceReview(evidence_id=evidence.id, reviewer_id=actor.id, decision=decision, comment=comment)
