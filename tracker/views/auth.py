@@ -1,6 +1,5 @@
 """Sign in, sign out, own account."""
 import time
-from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -11,18 +10,9 @@ from tracker.forms.auth import EmptyForm, LoginForm, PasswordChangeForm
 from tracker.models import User
 from tracker.services import accounts, mfa, tokens
 from tracker.services.errors import ValidationFailed
+from tracker.urls import safe_next
 
 bp = Blueprint("auth", __name__)
-
-
-def _safe_next(target):
-    """Only same-site relative paths; never another host (open redirect)."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return None
-    return target
 
 
 def _login_limit():
@@ -44,7 +34,7 @@ def login():
             db.session.commit()  # keep the failure count and the audit event
             error, status = exc.message, 401
         else:
-            next_url = _safe_next(request.args.get("next"))
+            next_url = safe_next(request.args.get("next"))
             if user.totp_secret or mfa.required_for(user):
                 if not user.totp_secret and not user.totp_pending_secret:
                     mfa.start_enrolment(user)  # in this POST: opening a page must never change data

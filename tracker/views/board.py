@@ -3,8 +3,6 @@
 Each edit is one transaction. htmx requests from a board row get the row back (200, 422 with the
 error, 409 with the newer values); plain forms get a redirect, or the requirement page with the error.
 """
-from urllib.parse import urlsplit
-
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
@@ -22,6 +20,7 @@ from tracker.services import monitoring as monitoring_service
 from tracker.services import requirements as req_service
 from tracker.services import submissions
 from tracker.services.errors import ValidationFailed
+from tracker.urls import safe_next
 from tracker.views.repeats import repeat_response
 
 bp = Blueprint("board", __name__)
@@ -130,14 +129,6 @@ def _requirement_page(agency, req, *, status=200, errors=None, conflict=None, su
     ), status
 
 
-def _safe_next(default):
-    target = request.form.get("next") or ""
-    parts = urlsplit(target)
-    if target.startswith("/") and not target.startswith("//") and not parts.netloc and "\\" not in target:
-        return target
-    return default
-
-
 def _row_response(agency, req, *, status=200, errors=None, conflict=None, submitted=None, edit_mode=False):
     owners = board_service.owner_choices(agency.id) if edit_mode else []
     evidence = board_service.evidence_summary(agency, req.id)
@@ -189,7 +180,8 @@ def _edit(slug, req_id, form_cls, key, apply, message):
                 flash(message(req), "success")
             if wants_fragment():
                 return _row_response(agency, req)
-            return redirect(_safe_next(url_for("board.requirement", slug=slug, req_id=req.id)), code=303)
+            return redirect(safe_next(request.form.get("next"), url_for("board.requirement", slug=slug, req_id=req.id)),
+                            code=303)
     status = 409 if conflict is not None else 422
     if conflict is not None:
         flash("Someone else saved this requirement first. Their values are shown; your input is kept "
