@@ -5,6 +5,7 @@ from flask_login import current_user, login_required
 
 from tracker.access import require_admin
 from tracker.extensions import db
+from tracker.forms import apply_errors
 from tracker.forms.admin import AdoptForm, AgencyForm, MembershipForm, UserForm
 from tracker.forms.auth import EmptyForm
 from tracker.models import Agency, AuditEvent, ComplianceScale, Membership, Module, Requirement, Source, User
@@ -44,16 +45,6 @@ def _agency_values(form):
     }
 
 
-def _field_errors(form, errors):
-    for name, message in errors.items():
-        field = getattr(form, name, None)
-        if field is not None:
-            if message not in field.errors:
-                field.errors = [*field.errors, message]
-        else:
-            form.form_errors.append(message)
-
-
 def _agency_form_valid(form, agency=None):
     """Form-level and domain checks together, so every wrong field is named in one answer."""
     if request.method != "POST":
@@ -64,7 +55,7 @@ def _agency_form_valid(form, agency=None):
     for name in list(problems):
         if getattr(form, name).errors:  # keep the form's own message for fields it already refused
             problems.pop(name)
-    _field_errors(form, problems)
+    apply_errors(form, problems)
     return ok and not problems
 
 
@@ -91,7 +82,7 @@ def agency_new():
             return redirect(url_for("admin.agency_edit", slug=agency.slug), code=303)
         except ValidationFailed as exc:
             db.session.rollback()
-            _field_errors(form, exc.errors)
+            apply_errors(form, exc.errors)
     status = 422 if request.method == "POST" else 200
     return render_template("admin/agency_form.html", form=form, agency=None), status
 
@@ -112,7 +103,7 @@ def agency_edit(slug):
             return redirect(url_for("admin.agency_edit", slug=agency.slug), code=303)
         except ValidationFailed as exc:
             db.session.rollback()
-            _field_errors(form, exc.errors)
+            apply_errors(form, exc.errors)
     adopt_form = _adopt_form(agency)
     status = 422 if request.method == "POST" else 200
     return render_template("admin/agency_form.html", form=form, agency=agency, adopt_form=adopt_form,
@@ -181,7 +172,7 @@ def user_create():
             return redirect(url_for("admin.user_detail", user_id=user.id), code=303)
         except ValidationFailed as exc:
             db.session.rollback()
-            _field_errors(form, exc.errors)
+            apply_errors(form, exc.errors)
     rows = db.session.execute(sa.select(User).order_by(User.email)).scalars().all()
     return render_template("admin/users.html", users=rows, form=form), 422
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from tracker import cache
 from tracker.access import agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
+from tracker.forms import apply_errors, field_errors
 from tracker.forms.requirements import CommentForm, DueDateForm, EvidenceForm, NotesForm, OwnerForm, StatusForm
 from tracker.htmx import wants_fragment
 from tracker.models import Module, Requirement
@@ -158,7 +159,7 @@ def _edit(slug, req_id, form_cls, key, apply, message):
     submitted = {name: request.form.get(name, "") for name in form._fields if name not in ("csrf_token", "submit")}
     errors, conflict = {}, None
     if not form.validate_on_submit():
-        errors = {name: " ".join(field.errors) for name, field in form._fields.items() if field.errors}
+        errors = field_errors(form)
         if "csrf_token" in errors:
             abort(400)
     else:
@@ -191,10 +192,7 @@ def _edit(slug, req_id, form_cls, key, apply, message):
     if wants_fragment():
         return _row_response(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted,
                              edit_mode=True)
-    for name, message in errors.items():
-        field = getattr(form, name, None)
-        if field is not None and message not in field.errors:
-            field.errors = [*field.errors, message]
+    apply_errors(form, errors)
     form.row_version.data = req.row_version
     return _requirement_page(agency, req, status=status, errors=errors, conflict=conflict, submitted=submitted,
                              forms={key: form})
@@ -251,7 +249,7 @@ def add_comment(slug, req_id):
             return redirect(target, code=303)
         except ValidationFailed as exc:
             db.session.rollback()
-            form.body.errors = [*form.body.errors, *exc.errors.values()]
+            apply_errors(form, exc.errors)
         except IntegrityError:
             # A repeat that raced its first sending: point it at the winner's result.
             db.session.rollback()

@@ -5,6 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tracker.access import agency_or_404, get_scoped_or_404, require_role
 from tracker.extensions import db
+from tracker.forms import apply_errors, field_errors
 from tracker.forms.requirements import EvidenceForm
 from tracker.models import Evidence, Requirement
 from tracker.services import evidence as evidence_service
@@ -24,7 +25,7 @@ def _values(form):
 
 def _save(agency, req, form, supersedes=None):
     """Validate everything, stream the file into the store, then write the row and audit in one transaction."""
-    errors = {name: " ".join(f.errors) for name, f in form._fields.items() if f.errors}
+    errors = field_errors(form)
     errors.update(evidence_service.validate_metadata(_values(form)))
     kind = form.kind.data
     upload = form.file.data
@@ -58,10 +59,7 @@ def _handle(agency, req, supersedes=None):
         raise
     except ValidationFailed as exc:
         db.session.rollback()
-        for name, message in exc.errors.items():
-            field = getattr(form, name, None)
-            if field is not None and message not in field.errors:
-                field.errors = [*field.errors, message]
+        apply_errors(form, exc.errors)
         flash("Evidence not added: " + " ".join(exc.errors.values()), "error")
         return _requirement_page(agency, req, status=422, forms={"evidence": form})
     what = "New version" if supersedes else "Evidence"
