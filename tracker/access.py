@@ -13,6 +13,8 @@ from tracker.extensions import db
 from tracker.models import Agency, Membership, Requirement
 
 WRITE_ROLES = {"officer"}
+# Restricted evidence is for the agency and its monitors; committee members get shareable items only.
+RESTRICTED_EVIDENCE_ROLES = {"officer", "monitor", "admin"}
 
 
 def memberships():
@@ -86,6 +88,16 @@ def require_role(roles):
     """403 unless the current user's role in the agency loaded by agency_or_404 is in `roles` (or admin)."""
     if g.get("agency_role") not in set(roles) | {"admin"}:
         abort(403)
+
+
+def sees_restricted_evidence():
+    """Whether the current user's role in the agency loaded by agency_or_404 opens restricted evidence."""
+    return g.get("agency_role") in RESTRICTED_EVIDENCE_ROLES
+
+
+def may_download(evidence):
+    """Whether the current user may open this evidence item of the agency loaded by agency_or_404."""
+    return evidence.visibility == "shareable" or sees_restricted_evidence()
 
 
 def _log_denied(agency):

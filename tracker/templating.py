@@ -1,7 +1,7 @@
 """Template globals and filters."""
 from flask_login import current_user
 
-from tracker.access import memberships, nav_agencies
+from tracker.access import may_download, memberships, nav_agencies
 from tracker.models import AGENCY_ROLES, CITATION_BASIS, STATUSES
 from tracker.models.base import utcnow
 from tracker.services.submissions import hidden_field
@@ -38,6 +38,7 @@ def register(app):
             "AGENCY_ROLES": AGENCY_ROLES,
             "CITATION_BASIS": CITATION_BASIS,
             "nav_agencies": nav_agencies,
+            "may_download": may_download,
             "user_memberships": memberships,
             "nav_waiting": _waiting if current_user.is_authenticated else (lambda: {}),
             "nav_links": _nav_links,

@@ -1,11 +1,17 @@
 """Agency dashboard, cross-agency roll-up, exports and the printable period report."""
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, flash, g, render_template, request, send_file, stream_with_context
+from flask import Blueprint, Response, abort, flash, render_template, request, send_file, stream_with_context
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
 from tracker import cache
-from tracker.access import agency_ids_with_role, agency_or_404, get_scoped_or_404, user_agencies
+from tracker.access import (
+    agency_ids_with_role,
+    agency_or_404,
+    get_scoped_or_404,
+    sees_restricted_evidence,
+    user_agencies,
+)
 from tracker.extensions import db, limiter
 from tracker.models import Agency, Module, MonitoringPeriod, Requirement
 from tracker.services import dashboard, exports, monitoring
@@ -115,10 +121,11 @@ def period_report(slug, period_id):
         sa.select(Requirement).where(Requirement.agency_id == agency.id)
         .options(sa.orm.joinedload(Requirement.module)).order_by(Requirement.code)).scalars().all()
     modules = db.session.execute(Module.in_order()).scalars().all()
-    evidence = exports.period_evidence(agency, period, shareable_only=g.agency_role == "committee")
+    shareable_only = not sees_restricted_evidence()
+    evidence = exports.period_evidence(agency, period, shareable_only=shareable_only)
     return render_template("dashboard/period_report.html", agency=agency, period=period, before=before,
                            deltas=deltas, current=current, requirements=requirements, modules=modules,
-                           evidence=evidence, generated=dashboard.utcnow())
+                           evidence=evidence, shareable_only=shareable_only, generated=dashboard.utcnow())
 
 
 @bp.get("/agencies/<slug>/periods/<int:period_id>/evidence-package.zip")

@@ -1,9 +1,9 @@
 """Evidence: add a file or a link, upload a new version, download through an access check."""
-from flask import Blueprint, abort, current_app, flash, g, redirect, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, send_file, url_for
 from flask_login import current_user, login_required
 from sqlalchemy.exc import IntegrityError
 
-from tracker.access import agency_or_404, get_scoped_or_404, require_role
+from tracker.access import agency_or_404, get_scoped_or_404, may_download, require_role
 from tracker.extensions import db
 from tracker.forms import apply_errors, field_errors
 from tracker.forms.requirements import EvidenceForm
@@ -100,7 +100,7 @@ def download(slug, evidence_id):
     evidence = get_scoped_or_404(Evidence, evidence_id, agency)
     if evidence.kind != "file":
         abort(404)
-    if evidence.visibility == "restricted" and g.agency_role == "committee":
+    if not may_download(evidence):
         abort(403)
     store = get_store()
     if not store.exists(evidence.sha256):
