@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+:
-#   make run   - venv, install, migrate, load catalog (+ demo data on first run), serve on :8000
-#   make test  - install test extras (and Debian chromium for browser tests), lint, run the suite
+#   make run   - venv, install requirements.lock, migrate, load catalog (+ demo data on first run), serve on :8000
+#   make test  - install requirements.lock + requirements-test.lock (and Debian chromium for browser tests),
+#                lint, run the suite with coverage
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,26 +18,32 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Exactly the locked versions, then this project without resolving anything again; `pip check` fails
+# when pyproject.toml names a dependency the lock does not have yet (run `make lock`).
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip check
 	@touch $@
 
-$(VENV)/.test-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.test-installed: requirements-test.lock $(VENV)/.installed
+	$(BIN)/pip install -q -r requirements.lock -r requirements-test.lock
 	@touch $@
 
+# instance/tracker-env remembers that this checkout is a development installation, so the commands in
+# the README work without TRACKER_ENV (tracker/config.py reads it when TRACKER_ENV is unset).
 setup: $(VENV)/.installed
+	@mkdir -p instance
+	@if [ "$(TRACKER_ENV)" = development ]; then echo development > instance/tracker-env; \
+	else rm -f instance/tracker-env; fi
 	$(FLASK) db upgrade
 	$(FLASK) catalog load
 	$(FLASK) seed demo
 
+# The address and the demo accounts are printed last, in a frame (scripts/gunicorn_run.py);
+# ACCESS_LOG=1 make run shows the access log (never static files).
 run: setup
-	@echo ""
-	@echo "Serving on http://127.0.0.1:$(PORT)  (Ctrl-C to stop)"
-	@echo "Sign in at http://127.0.0.1:$(PORT)/login with a demo account printed above when the demo was first"
-	@echo "loaded. Lost them? Run: $(FLASK) users reset-password officer@harbor-city.example"
-	@echo ""
-	$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers $(WORKERS) --access-logfile - wsgi:app
+	$(BIN)/gunicorn --config scripts/gunicorn_run.py --bind 127.0.0.1:$(PORT) --workers $(WORKERS) wsgi:app
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check tracker tests wsgi.py bench scripts
@@ -44,15 +51,31 @@ lint: $(VENV)/.test-installed
 	scripts/audit_deps.sh
 	@$(MAKE) --no-print-directory sbom
 
-# CycloneDX software bill of materials of the locked dependencies (offline, from requirements.lock).
+# CycloneDX software bill of materials of what runs in production (offline, from requirements.lock).
 sbom: $(VENV)/.test-installed
 	@mkdir -p build
 	@$(BIN)/python -W ignore::UserWarning -m cyclonedx_py requirements requirements.lock --pyproject pyproject.toml \
 		--of JSON --output-reproducible --no-validate -o build/sbom.cdx.json 2>/dev/null
 	@echo "SBOM: build/sbom.cdx.json ($$(grep -c '"purl"' build/sbom.cdx.json) components)"
 
-lock: $(VENV)/.test-installed
-	$(BIN)/pip freeze --exclude-editable | grep -v '^pip-audit' > requirements.lock
+# requirements.lock: what `pip install .` needs (make run, pip-audit, the SBOM); requirements-test.lock:
+# what the test extra adds, resolved with the runtime pins as constraints. Each is resolved from the
+# package index in a throwaway venv, never in .venv.
+LOCK_VENVS := /tmp/decree-tracker-lock
+lock:
+	rm -rf $(LOCK_VENVS)
+	$(PYTHON) -m venv $(LOCK_VENVS)/runtime
+	$(LOCK_VENVS)/runtime/bin/pip install -q --upgrade pip
+	$(LOCK_VENVS)/runtime/bin/pip install -q .
+	{ echo "# make lock: what pip install . needs"; \
+	  $(LOCK_VENVS)/runtime/bin/pip freeze --exclude decree-tracker; } > requirements.lock
+	$(PYTHON) -m venv $(LOCK_VENVS)/test
+	$(LOCK_VENVS)/test/bin/pip install -q --upgrade pip
+	$(LOCK_VENVS)/test/bin/pip install -q -c requirements.lock '.[test]'
+	{ echo "# make lock: what the test extra adds to requirements.lock"; \
+	  $(LOCK_VENVS)/test/bin/pip freeze --exclude decree-tracker | grep -vxF -f requirements.lock; } \
+		> requirements-test.lock
+	rm -rf $(LOCK_VENVS)
 
 # SQLite always; PostgreSQL when TEST_DATABASE_URL is given or the local server answers
 # (CI sets REQUIRE_POSTGRES=1 so a missing server fails instead of skipping).
@@ -64,8 +87,11 @@ TEST_PROCESSES ?= 2
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 FEATURES := -m "not browser" --ignore=tests/reliability -n $(TEST_PROCESSES)
 
+# Line and branch coverage of tracker/ by the SQLite feature run; the floor is in pyproject.toml.
+COVERAGE := --cov=tracker --cov-branch --cov-report=term:skip-covered
+
 test-sqlite: $(VENV)/.test-installed
-	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) $(FEATURES)
+	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) $(FEATURES) $(COVERAGE)
 	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) tests/reliability
 
 test-postgres: $(VENV)/.test-installed
@@ -89,7 +115,7 @@ vendor:
 	scripts/vendor-assets.sh
 
 clean:
-	rm -rf $(VENV) instance/tracker.db* .pytest_cache
+	rm -rf $(VENV) instance/tracker.db* instance/demo-accounts.* .pytest_cache .coverage .coverage.*
 
 bench: $(VENV)/.test-installed
 	@command -v wrk >/dev/null 2>&1 || { echo "Installing Debian wrk for the benchmark"; \

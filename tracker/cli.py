@@ -1,5 +1,6 @@
 """Command-line interface: `flask --app wsgi <group> <command>`."""
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -133,9 +134,47 @@ def seed_demo(force):
         _fail(f"Demo not loaded: {exc}")
     db.session.commit()
     click.echo("Demo data loaded. Sign in at /login with one of these accounts "
-               "(passwords are random for this installation and shown only now):")
-    for email, role, password in credentials:
-        click.echo(f"  {role:<10} {email:<32} {password}")
+               "(passwords are random for this installation):")
+    click.echo("\n".join(_account_lines(credentials)))
+    path = Path(current_app.instance_path) / DEMO_ACCOUNTS_FILE
+    if _write_once(path, _demo_accounts_text(credentials)):
+        click.echo(f"Also written to {_shown(path)} (readable only by you).")
+    else:
+        click.echo(f"{_shown(path)} already exists and was left as it is: the passwords above are the new ones.")
+
+
+DEMO_ACCOUNTS_FILE = "demo-accounts.txt"
+
+
+def _account_lines(credentials):
+    return [f"  {role:<10} {email:<32} {password}" for email, role, password in credentials]
+
+
+def _demo_accounts_text(credentials):
+    return "\n".join([
+        "Demo accounts of this installation (a fictional agency and people).",
+        "Passwords are random, made when the demo was loaded. Sign in at /login.",
+        "Lost one? .venv/bin/flask --app wsgi users reset-password EMAIL prints a new one.",
+        "",
+        *_account_lines(credentials),
+    ]) + "\n"
+
+
+def _write_once(path, text):
+    """Create the file readable by its owner only; an existing file (or symlink) is never replaced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return True
+
+
+def _shown(path):
+    """The path as the user would type it from the current folder."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 @evidence_cli.command("sweep")

@@ -1,12 +1,17 @@
 """Configuration read from the environment.
 
-Every setting has a safe production default; `TRACKER_ENV=development` (used by `make run`)
-relaxes only what a plain-HTTP loopback server needs.
+Every setting has a safe production default; `TRACKER_ENV=development` relaxes only what a plain-HTTP
+loopback server needs. `make run` also writes `instance/tracker-env` (one word, `development`) so that
+later commands typed without `TRACKER_ENV` (`flask --app wsgi users list`, ...) know this checkout is a
+development installation; the environment variable, when set, always wins.
 """
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+
+ENVIRONMENTS = ("production", "development", "testing")
+ENV_FILE = "tracker-env"
 
 
 class ConfigError(RuntimeError):
@@ -30,29 +35,48 @@ def _int(name, default):
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
 
 
-def from_env(instance_path):
-    """Build the config mapping from environment variables."""
-    env = os.environ.get("TRACKER_ENV", "production").strip().lower()
-    if env not in {"production", "development", "testing"}:
-        raise ConfigError(f"TRACKER_ENV must be production, development or testing, got {env!r}")
-    development = env == "development"
-    instance = Path(instance_path)
+def _list(name, default):
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'tracker.db'}"
-    if database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
-    elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
 
-    secure_cookies = _bool("SESSION_COOKIE_SECURE", not development)
-    config = {
-        "TRACKER_ENV": env,
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
-        "SQLALCHEMY_DATABASE_URI": database_url,
+def environment(instance_path):
+    """TRACKER_ENV if set, else what `make run` left in instance/tracker-env, else production."""
+    value = os.environ.get("TRACKER_ENV")
+    source = "TRACKER_ENV"
+    if value is None:
+        env_file = Path(instance_path) / ENV_FILE
+        if not env_file.is_file():
+            return "production"
+        value, source = env_file.read_text(encoding="utf-8"), str(env_file)
+    env = value.strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"{source} must be production, development or testing, got {env!r}")
+    return env
+
+
+def database_url():
+    """DATABASE_URL with the scheme SQLAlchemy needs for psycopg 3 (Heroku-style URLs say postgres://)."""
+    url = os.environ.get("DATABASE_URL")
+    for prefix in ("postgres://", "postgresql://"):
+        if url and url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def _storage_settings(instance):
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url() or f"sqlite:///{instance / 'tracker.db'}",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "EVIDENCE_DIR": os.environ.get("EVIDENCE_DIR") or str(instance / "evidence"),
         "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_MB", 25) * 1024 * 1024,
         "MAX_FORM_PARTS": 100,
+        "SEED_DIR": os.environ.get("SEED_DIR") or str(Path(__file__).resolve().parent.parent / "seed"),
+    }
+
+
+def _session_settings(development):
+    secure_cookies = _bool("SESSION_COOKIE_SECURE", not development)
+    return {
         # Cookies: __Host- prefix needs Secure, so plain-HTTP development uses a plain name.
         "SESSION_COOKIE_NAME": "__Host-session" if secure_cookies else "tracker_session",
         "SESSION_COOKIE_SECURE": secure_cookies,
@@ -64,6 +88,15 @@ def from_env(instance_path):
         "SESSION_MAX_HOURS": _int("SESSION_MAX_HOURS", 12),
         # CSRF tokens live as long as the server-side session instead of expiring after 1 h.
         "WTF_CSRF_TIME_LIMIT": None,
+        "HSTS": _bool("HSTS", not development),
+    }
+
+
+def _sign_in_settings(development):
+    lockout_mode = os.environ.get("LOCKOUT_MODE", "admin")
+    if lockout_mode not in {"admin", "timed"}:
+        raise ConfigError(f"LOCKOUT_MODE must be admin or timed, got {lockout_mode!r}")
+    return {
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", True),
@@ -72,28 +105,40 @@ def from_env(instance_path):
         "LOCKOUT_WINDOW_MINUTES": _int("LOCKOUT_WINDOW_MINUTES", 15),
         # "admin": a locked account stays locked until an admin releases it (CJIS AC-7).
         # "timed": it unlocks by itself after LOCKOUT_WINDOW_MINUTES.
-        "LOCKOUT_MODE": os.environ.get("LOCKOUT_MODE", "admin"),
+        "LOCKOUT_MODE": lockout_mode,
         "PASSWORD_MIN_LENGTH": _int("PASSWORD_MIN_LENGTH", 12),
         # Roles that must sign in with a TOTP code as well as the password (ASVS 6.3.3, CJIS IA-2).
-        "MFA_REQUIRED_ROLES": [r.strip() for r in os.environ.get(
-            "MFA_REQUIRED_ROLES", "" if development else "admin,monitor").split(",") if r.strip()],
+        "MFA_REQUIRED_ROLES": _list("MFA_REQUIRED_ROLES", "" if development else "admin,monitor"),
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_KIB": _int("ARGON2_MEMORY_KIB", 65536),
         "ARGON2_PARALLELISM": _int("ARGON2_PARALLELISM", 4),
-        "TRUSTED_HOSTS": [h.strip() for h in os.environ.get("TRUSTED_HOSTS", "").split(",") if h.strip()]
-        or None,
+    }
+
+
+def _deployment_settings():
+    return {
+        "TRUSTED_HOSTS": _list("TRUSTED_HOSTS", "") or None,
         "PROXY_COUNT": _int("PROXY_COUNT", 0),
-        "HSTS": _bool("HSTS", not development),
         "SECURITY_LOG_FILE": os.environ.get("SECURITY_LOG_FILE") or None,
         # Rendered fragments of the board, dashboard, queue and roll-up, per worker (tracker/cache.py).
         # 0 entries turns the cache off.
         "PAGE_CACHE_ENTRIES": _int("PAGE_CACHE_ENTRIES", 256),
         "PAGE_CACHE_SECONDS": _int("PAGE_CACHE_SECONDS", 300),
-        "SEED_DIR": os.environ.get("SEED_DIR") or str(Path(__file__).resolve().parent.parent / "seed"),
     }
-    if config["LOCKOUT_MODE"] not in {"admin", "timed"}:
-        raise ConfigError(f"LOCKOUT_MODE must be admin or timed, got {config['LOCKOUT_MODE']!r}")
-    return config
+
+
+def from_env(instance_path):
+    """Build the config mapping from environment variables (and instance/tracker-env)."""
+    env = environment(instance_path)
+    development = env == "development"
+    return {
+        "TRACKER_ENV": env,
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
+        **_storage_settings(Path(instance_path)),
+        **_session_settings(development),
+        **_sign_in_settings(development),
+        **_deployment_settings(),
+    }
 
 
 def ensure_secret_key(config, instance_path):
@@ -104,7 +149,7 @@ def ensure_secret_key(config, instance_path):
         raise ConfigError(
             "SECRET_KEY is not set. Set the SECRET_KEY environment variable to a long random value "
             "(for example: python -c 'import secrets; print(secrets.token_hex(32))'), "
-            "or set TRACKER_ENV=development for a local installation."
+            "or, for a local development copy, run `make run` once (it writes instance/tracker-env)."
         )
     key_file = Path(instance_path) / "secret_key"
     if not key_file.exists():
