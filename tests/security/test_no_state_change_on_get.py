@@ -25,7 +25,7 @@ EXTRA_QUERIES = {
     "board.row": ["?edit=1"],
     "reviews.queue": ["?agency=agency-a&module=cit&age=30", "?agency=zzz&page=9"],
     "dashboard.agency": ["?module=cit", "?module=nope"],
-    "dashboard.rollup": ["?sort=overdue&dir=desc", "?sort=bogus"],
+    "rollup.index": ["?sort=overdue&dir=desc", "?sort=bogus"],
     "admin.audit_log": ["?page=2", "?page=-1"],
     "api.requirements": ["?page=2&per_page=1", "?page=x"],
     "api.findings": ["?per_page=100"],

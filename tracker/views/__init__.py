@@ -12,13 +12,16 @@ def register_blueprints(app):
         dashboard,
         errors,
         evidence,
+        exports,
         imports,
         monitoring,
         public,
+        reports,
         reviews,
+        rollup,
     )
 
-    for module in (auth, catalog, api, agencies, board, evidence, imports, reviews, monitoring, dashboard, public,
-                   admin):
+    for module in (auth, catalog, api, agencies, board, evidence, imports, reviews, monitoring, dashboard, rollup,
+                   exports, reports, public, admin):
         app.register_blueprint(module.bp)
     errors.register(app)

@@ -1,0 +1,45 @@
+"""Downloads of an agency's requirement matrix (CSV, XLSX)."""
+from flask import Blueprint, Response, request, send_file, stream_with_context
+from flask_login import current_user, login_required
+
+from tracker import cache
+from tracker.access import agency_or_404
+from tracker.extensions import limiter
+from tracker.models import utcnow
+from tracker.services import exports
+
+bp = Blueprint("exports", __name__)
+
+
+def _user_key():
+    return f"user:{current_user.id}" if current_user.is_authenticated else request.remote_addr
+
+
+def download_limit():
+    """Ten a minute per user and route: each of these downloads reads a whole agency."""
+    return limiter.limit("10 per minute", key_func=_user_key)
+
+
+def _matrix_name(agency, ext):
+    return f"{agency.slug}-requirements-{utcnow().date().isoformat()}.{ext}"
+
+
+@bp.get("/agencies/<slug>/export.csv")
+@login_required
+@download_limit()
+def matrix_csv(slug):
+    agency = agency_or_404(slug)
+    body = cache.streamed("export-csv", agency.id, lambda: exports.csv_stream(exports.matrix_rows(agency)))
+    response = Response(stream_with_context(body), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{_matrix_name(agency, "csv")}"'
+    return response
+
+
+@bp.get("/agencies/<slug>/export.xlsx")
+@login_required
+@download_limit()
+def matrix_xlsx(slug):
+    agency = agency_or_404(slug)
+    out = exports.xlsx_file(exports.matrix_rows(agency), agency.name)
+    return send_file(out, as_attachment=True, download_name=_matrix_name(agency, "xlsx"),
+                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")

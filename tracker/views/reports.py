@@ -1,0 +1,43 @@
+"""A monitoring period's printable report and its package of shareable evidence (zip)."""
+import sqlalchemy as sa
+from flask import Blueprint, render_template, send_file
+from flask_login import login_required
+
+from tracker.access import agency_or_404, get_scoped_or_404, sees_restricted_evidence
+from tracker.extensions import db
+from tracker.models import Module, MonitoringPeriod, Requirement, utcnow
+from tracker.services import exports, monitoring
+from tracker.views.exports import download_limit
+
+bp = Blueprint("reports", __name__)
+
+
+@bp.get("/agencies/<slug>/periods/<int:period_id>/report")
+@login_required
+def period_report(slug, period_id):
+    agency = agency_or_404(slug)
+    period = get_scoped_or_404(MonitoringPeriod, period_id, agency)
+    before, deltas = monitoring.deltas(period)
+    current = {f.requirement_id: f for f in monitoring.current_findings([period.id])}
+    requirements = db.session.execute(
+        sa.select(Requirement).where(Requirement.agency_id == agency.id)
+        .options(sa.orm.joinedload(Requirement.module)).order_by(Requirement.code)).scalars().all()
+    modules = db.session.execute(Module.in_order()).scalars().all()
+    shareable_only = not sees_restricted_evidence()
+    evidence = exports.period_evidence(agency, period, shareable_only=shareable_only)
+    return render_template("reports/period_report.html", agency=agency, period=period, before=before,
+                           deltas=deltas, current=current, requirements=requirements, modules=modules,
+                           evidence=evidence, shareable_only=shareable_only, generated=utcnow())
+
+
+@bp.get("/agencies/<slug>/periods/<int:period_id>/evidence-package.zip")
+@login_required
+@download_limit()
+def evidence_package(slug, period_id):
+    agency = agency_or_404(slug)
+    period = get_scoped_or_404(MonitoringPeriod, period_id, agency)
+    out, _count = exports.evidence_package(agency, period)
+    name = f"{agency.slug}-{period.start_date.isoformat()}-shareable-evidence.zip"
+    response = send_file(out, as_attachment=True, download_name=name, mimetype="application/zip")
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
