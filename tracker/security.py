@@ -1,8 +1,9 @@
 """Response headers, session loading and the login-required gate."""
+import sqlalchemy as sa
 from flask import current_app, request, session
 from flask_htmx.responses import HTMXResponseClientRedirect
 
-from tracker.extensions import login_manager
+from tracker.extensions import db, login_manager
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -38,16 +39,41 @@ def set_security_headers(response):
     return response
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def record_activity(statement):
+    """Run an activity stamp (a session's last request, a token's last use) outside the data's audit trail.
+
+    These two columns are the only writes a read may cause, and they are not records anyone edits: on a
+    read they run in their own short transaction on another connection, so the request's transaction
+    writes nothing; on a write they ride along in the request's own transaction (on SQLite it already
+    holds the write lock, which a second connection would wait for). Best effort: a busy database only
+    delays the stamp to a later request.
+    """
+    if statement is None:
+        return
+    if request.method not in READ_METHODS:
+        db.session.execute(statement)
+        return
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(statement)
+    except sa.exc.OperationalError:
+        current_app.logger.info("activity stamp skipped: database busy")
+
+
 @login_manager.user_loader
 def load_user(session_id):
     from flask import g
 
-    from tracker.services.accounts import load_session
+    from tracker.services.accounts import activity_stamp, load_session
 
     user_session = load_session(session_id)
     if user_session is None:
         session.clear()
         return None
+    record_activity(activity_stamp(user_session))
     g.user_session = user_session
     user = user_session.user
     user.session_token = session_id

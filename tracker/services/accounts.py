@@ -14,6 +14,7 @@ from tracker.services.errors import ValidationFailed
 
 # Verifying against a real hash for unknown users keeps their timing equal to known ones.
 _DUMMY_HASH = None
+ACTIVITY_STEP = timedelta(seconds=60)
 
 
 def normalise_email(raw):
@@ -85,17 +86,23 @@ def _dummy_verify(password):
     verify_password(_DUMMY_HASH, password)
 
 
+def _release_expired_lock(user, now):
+    """LOCKOUT_MODE=timed: a lock as old as the window lifts itself at the next attempt, done by the system."""
+    if user.locked_at is None or current_app.config["LOCKOUT_MODE"] != "timed":
+        return
+    if now - user.locked_at < timedelta(minutes=current_app.config["LOCKOUT_WINDOW_MINUTES"]):
+        return
+    before = {"locked_at": user.locked_at, "failed_logins": user.failed_logins}
+    user.locked_at = None
+    user.failed_logins = 0
+    user.first_failed_at = None
+    audit.record("user.unlock", user, before=before, after={"locked_at": None, "reason": "lockout window passed"},
+                 actor_label="system")
+
+
 def _is_locked(user, now):
-    if user.locked_at is None:
-        return False
-    if current_app.config["LOCKOUT_MODE"] == "timed":
-        window = timedelta(minutes=current_app.config["LOCKOUT_WINDOW_MINUTES"])
-        if now - user.locked_at >= window:
-            user.locked_at = None
-            user.failed_logins = 0
-            user.first_failed_at = None
-            return False
-    return True
+    _release_expired_lock(user, now)
+    return user.locked_at is not None
 
 
 def check_password(email, password):
@@ -123,6 +130,7 @@ def check_password(email, password):
         raise LoginRefused()
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+        audit.record("user.password_rehash", user, actor=user, after={"reason": "hashing parameters changed"})
     return user
 
 
@@ -177,7 +185,7 @@ def unlock_user(user, *, actor=None):
 
 
 def load_session(session_id):
-    """Return the live UserSession for a cookie's id, or None when revoked, idle or too old."""
+    """Return the live UserSession for a cookie's id, or None when revoked, idle or too old. Writes nothing."""
     if not session_id:
         return None
     cfg = current_app.config
@@ -188,18 +196,19 @@ def load_session(session_id):
     if (now - user_session.last_seen_at > timedelta(minutes=cfg["SESSION_IDLE_MINUTES"])
             or now - user_session.created_at > timedelta(hours=cfg["SESSION_MAX_HOURS"])):
         return None
-    if now - user_session.last_seen_at > timedelta(seconds=60):
-        # At most once a minute: a write on every page view would serialise all readers on SQLite.
-        # Best effort: if another writer holds the lock, the next request records the activity.
-        try:
-            db.session.execute(sa.update(UserSession).where(
-                UserSession.id == session_id, UserSession.last_seen_at < now - timedelta(seconds=60)
-            ).values(last_seen_at=now))
-            db.session.commit()
-        except sa.exc.OperationalError:
-            db.session.rollback()
-        user_session = db.session.get(UserSession, session_id)
     return user_session
+
+
+def activity_stamp(user_session):
+    """The UPDATE that records this request as the session's last activity (the idle timeout counts from
+    it), or None when the stored time is under ACTIVITY_STEP old: a write on every page view would
+    serialise all readers on SQLite. The caller decides which transaction runs it."""
+    now = utcnow()
+    if now - user_session.last_seen_at <= ACTIVITY_STEP:
+        return None
+    return sa.update(UserSession).where(
+        UserSession.id == user_session.id, UserSession.last_seen_at < now - ACTIVITY_STEP
+    ).values(last_seen_at=now)
 
 
 def end_session(user_session, *, reason="logout"):

@@ -28,6 +28,7 @@ def start_enrolment(user):
     """A new pending secret; it becomes active only after a correct code."""
     user.totp_pending_secret = pyotp.random_base32()
     db.session.flush()
+    audit.record("user.mfa_enrol", user, actor=user, after={"pending": True})  # never the secret itself
     return user.totp_pending_secret
 
 

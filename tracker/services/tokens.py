@@ -1,8 +1,10 @@
 """Personal API tokens and calendar-feed tokens: shown once, stored as SHA-256, revocable."""
 import hashlib
 import secrets
+from datetime import timedelta
 
 import sqlalchemy as sa
+from flask import has_request_context, request
 
 from tracker.extensions import db
 from tracker.models import ApiToken, utcnow
@@ -10,6 +12,7 @@ from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 
 PREFIXES = {"api": "dt_api_", "calendar": "dt_cal_"}
+USE_STAMP_STEP = timedelta(hours=1)
 
 
 def _hash(token):
@@ -44,7 +47,8 @@ def revoke(token, *, actor):
 
 
 def resolve(secret, kind):
-    """The live token for a presented secret, or None (unknown, revoked, or its user disabled)."""
+    """The live token for a presented secret, or None (unknown, revoked, or its user disabled). Writes nothing:
+    each use goes to the security log, and `use_stamp` gives the hourly last-use update."""
     if not secret or not secret.startswith(PREFIXES.get(kind, "\0")) or len(secret) > 100:
         return None
     token = db.session.execute(
@@ -52,10 +56,24 @@ def resolve(secret, kind):
     ).scalar_one_or_none()
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
-    now = utcnow()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 3600:
-        token.last_used_at = now
+    # The endpoint, never the path: a calendar feed's path is its secret.
+    in_request = has_request_context()
+    audit.log_security(f"token.use_{kind}", actor=token.user.email, object_type="api_token", object_id=token.id,
+                       prefix=token.prefix, ip=request.remote_addr if in_request else "cli",
+                       endpoint=request.endpoint if in_request else "")
     return token
+
+
+def use_stamp(token):
+    """The UPDATE recording a use as the token's last_used_at (shown on the account page), or None when the
+    stored time is under USE_STAMP_STEP old. Hourly is enough to tell a forgotten token from a live one."""
+    now = utcnow()
+    if token.last_used_at is not None and now - token.last_used_at <= USE_STAMP_STEP:
+        return None
+    return sa.update(ApiToken).where(
+        ApiToken.id == token.id,
+        sa.or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - USE_STAMP_STEP),
+    ).values(last_used_at=now)
 
 
 def for_user(user):

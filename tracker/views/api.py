@@ -10,6 +10,7 @@ from tracker.access import agency_or_404, user_agencies
 from tracker.api_spec import openapi_document
 from tracker.extensions import csrf, db
 from tracker.models import Citation, Finding, Module, MonitoringPeriod, Recommendation, Requirement, User
+from tracker.security import record_activity
 from tracker.services import tokens
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -27,10 +28,7 @@ def _token_auth():
     token = tokens.resolve(secret.strip(), "api") if scheme.lower() == "bearer" else None
     if token is None:
         abort(404)
-    try:
-        db.session.commit()  # last-used time, best effort
-    except sa.exc.OperationalError:
-        db.session.rollback()
+    record_activity(tokens.use_stamp(token))
     g._login_user = token.user  # Flask-Login reads the request's user from here; no session is created
     g.api_token = token
     return None

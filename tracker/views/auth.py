@@ -1,5 +1,4 @@
-"""Sign in, sign out, own account."""
-import time
+"""Sign in, sign out, own account: request and response only; the sign-in steps are services/signin.py."""
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -7,8 +6,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from tracker.access import user_agencies
 from tracker.extensions import db, limiter
 from tracker.forms.auth import EmptyForm, LoginForm, PasswordChangeForm
-from tracker.models import User
-from tracker.services import accounts, mfa, tokens
+from tracker.services import accounts, mfa, signin, tokens
 from tracker.services.errors import ValidationFailed
 from tracker.urls import safe_next
 
@@ -25,92 +23,60 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("agencies.home"))
     form = LoginForm()
-    error = None
-    status = 200
-    if form.validate_on_submit():
-        try:
-            user = accounts.check_password(form.email.data, form.password.data)
-        except accounts.LoginRefused as exc:
-            db.session.commit()  # keep the failure count and the audit event
-            error, status = exc.message, 401
-        else:
-            next_url = safe_next(request.args.get("next"))
-            if user.totp_secret or mfa.required_for(user):
-                if not user.totp_secret and not user.totp_pending_secret:
-                    mfa.start_enrolment(user)  # in this POST: opening a page must never change data
-                db.session.commit()
-                session.clear()
-                # Only the user id waits here, for at most five minutes; nothing is signed in yet.
-                session["mfa"] = {"user_id": user.id, "next": next_url, "started": time.time(), "attempts": 0}
-                return redirect(url_for("auth.second_factor"), code=303)
-            return _finish_login(user, next_url, mfa_used=False)
-    elif request.method == "POST":
-        status = 422
-    return render_template("auth/login.html", form=form, error=error), status
-
-
-def _finish_login(user, next_url, mfa_used):
-    try:
-        user_session = accounts.open_session(user, ip=request.remote_addr, user_agent=request.user_agent.string,
-                                             mfa=mfa_used)
-    except accounts.LoginRefused as exc:
-        db.session.commit()
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form, error=None), (422 if request.method == "POST" else 200)
+    next_url = safe_next(request.args.get("next"))
+    outcome = signin.password_step(form.email.data, form.password.data, next_url=next_url,
+                                   ip=request.remote_addr, user_agent=request.user_agent.string)
+    db.session.commit()  # the new session, the started enrolment or the counted failure, with its audit event
+    if outcome.pending is not None:
         session.clear()
-        flash(exc.message, "error")
-        return redirect(url_for("auth.login"), code=303)
-    db.session.commit()
+        session["mfa"] = outcome.pending.to_cookie()
+        return redirect(url_for("auth.second_factor"), code=303)
+    if outcome.session is None and not outcome.restart:
+        return render_template("auth/login.html", form=form, error=outcome.error), 401
+    return _signed_in_or_restart(outcome, next_url)
+
+
+def _signed_in_or_restart(outcome, next_url):
     session.clear()  # a new session at sign-in: nothing carried over from before
-    user.session_token = user_session.id
-    login_user(user)
-    flash(f"Signed in as {user.display_name}.", "success")
+    if outcome.session is None:
+        flash(outcome.error, "error")
+        return redirect(url_for("auth.login"), code=303)
+    outcome.user.session_token = outcome.session.id
+    login_user(outcome.user)
+    flash(f"Signed in as {outcome.user.display_name}.", "success")
     return redirect(next_url or url_for("agencies.home"), code=303)
 
 
-MFA_WINDOW_SECONDS = 300
-MFA_MAX_ATTEMPTS = 5
+def _restart(message):
+    session.pop("mfa", None)
+    if message:
+        flash(message, "info")
+    return redirect(url_for("auth.login"), code=303)
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
 def second_factor():
-    pending = session.get("mfa")
-    if not pending or time.time() - pending.get("started", 0) > MFA_WINDOW_SECONDS:
-        session.pop("mfa", None)
-        flash("Sign in again: the second step expired or was not started.", "info")
-        return redirect(url_for("auth.login"), code=303)
-    user = db.session.get(User, pending["user_id"])
-    if user is None or not user.active:
-        session.clear()
-        return redirect(url_for("auth.login"), code=303)
-    enrolling = not user.totp_secret
-    form = EmptyForm()
+    pending = signin.Pending.from_cookie(session.get("mfa"))
+    try:
+        user = signin.pending_user(pending)
+    except signin.Restart as exc:
+        return _restart(exc.args[0] if exc.args else None)
     error = None
-    if request.method == "POST" and form.validate_on_submit():
-        code = request.form.get("code", "")
-        ok = mfa.confirm_enrolment(user, code) if enrolling else mfa.verify(user, code)
-        if ok:
-            return _finish_login(user, pending.get("next"), mfa_used=True)
-        accounts.record_factor_failure(user, "wrong or reused code")
-        db.session.commit()
-        pending["attempts"] = pending.get("attempts", 0) + 1
-        if pending["attempts"] >= MFA_MAX_ATTEMPTS or user.locked_at is not None:
-            session.clear()
-            flash(accounts.LoginRefused.message, "error")
-            return redirect(url_for("auth.login"), code=303)
-        session["mfa"] = pending
-        error = "That code is not right, or was already used. Enter the current 6-digit code from your app."
-    secret = qr = uri = None
-    if enrolling:
-        secret = user.totp_pending_secret
-        if not secret:
-            session.pop("mfa", None)
-            flash("Sign in again to set up two-step sign-in.", "info")
-            return redirect(url_for("auth.login"), code=303)
-        uri = mfa.provisioning_uri(user, secret)
-        qr = mfa.qr_svg(uri)
-    status = 401 if error else 200
-    return render_template("auth/second_factor.html", enrolling=enrolling, secret=secret, qr=qr, uri=uri,
-                           error=error, email=user.email), status
+    if request.method == "POST" and EmptyForm().validate_on_submit():
+        outcome = signin.code_step(pending, request.form.get("code", ""), ip=request.remote_addr,
+                                   user_agent=request.user_agent.string)
+        db.session.commit()  # the session, or the wrong code counted towards the lockout, with its audit event
+        if outcome.session is not None or outcome.restart:
+            return _signed_in_or_restart(outcome, pending.next)
+        session["mfa"] = outcome.pending.to_cookie()
+        error = outcome.error
+    enrolling = not user.totp_secret
+    shown = signin.enrolment(user) if enrolling else dict.fromkeys(("secret", "uri", "qr"))
+    return render_template("auth/second_factor.html", enrolling=enrolling, error=error, email=user.email,
+                           **shown), (401 if error else 200)
 
 
 @bp.post("/logout")
@@ -204,12 +170,9 @@ def mfa_setup():
             db.session.commit()
             flash("Two-step sign-in is on. You will be asked for a code at every sign-in.", "success")
             return redirect(url_for("auth.account"), code=303)
-        db.session.commit()  # the used time step, if any
-        error = "That code is not right, or was already used. Enter the current 6-digit code from your app."
-    secret = user.totp_pending_secret
-    if not secret:
+        error = signin.WRONG_CODE  # a wrong code changes nothing, so there is nothing to commit
+    if not user.totp_pending_secret:
         # Opening this page changes nothing; the set-up starts with the button (a POST).
         return render_template("auth/mfa_start.html")
-    uri = mfa.provisioning_uri(user, secret)
-    return render_template("auth/second_factor.html", enrolling=True, secret=secret, qr=mfa.qr_svg(uri), uri=uri,
-                           error=error, email=user.email, setup=True), (401 if error else 200)
+    return render_template("auth/second_factor.html", enrolling=True, error=error, email=user.email, setup=True,
+                           **signin.enrolment(user)), (401 if error else 200)

@@ -4,6 +4,7 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from tracker.extensions import db
 from tracker.models import Agency, Membership
+from tracker.security import record_activity
 from tracker.services import dashboard, exports, tokens
 
 bp = Blueprint("public", __name__)
@@ -32,10 +33,7 @@ def calendar(token):
         abort(404)
     agency = db.session.get(Agency, feed.agency_id)
     body = exports.calendar(agency, request.url_root)
-    try:
-        db.session.commit()  # last-used time; best effort, never worth failing the feed
-    except sa.exc.OperationalError:
-        db.session.rollback()
+    record_activity(tokens.use_stamp(feed))
     response = Response(body, mimetype="text/calendar")
     response.headers["Content-Disposition"] = f'inline; filename="{agency.slug}-deadlines.ics"'
     return response
