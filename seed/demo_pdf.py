@@ -1,4 +1,4 @@
-"""A tiny one-page PDF writer for demo evidence and tests (text only, standard Helvetica)."""
+"""A tiny one-page PDF writer for the demo evidence (text only, standard Helvetica), kept out of the app."""
 
 
 def simple_pdf(lines):

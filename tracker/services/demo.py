@@ -6,9 +6,9 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 
+from seed.demo_pdf import simple_pdf
 from tracker.extensions import db
 from tracker.models import ComplianceScale, Membership, Requirement, Source, StatusChange, User, utcnow
-from tracker.pdf import simple_pdf
 from tracker.services import accounts, agencies, audit, evidence, monitoring
 from tracker.services import requirements as req_service
 from tracker.services.errors import ValidationFailed
