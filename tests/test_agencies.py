@@ -4,7 +4,7 @@ from datetime import date
 import sqlalchemy as sa
 
 from tests.factories import make_agency, make_module, make_recommendation, make_requirement, make_scale, make_user
-from tracker.models import Agency, AuditEvent, Requirement
+from tracker.models import Agency, AuditEvent, DeadlineChange, Requirement
 from tracker.services import agencies
 from tracker.services.errors import ValidationFailed
 
@@ -102,6 +102,31 @@ def test_moving_effective_date_recomputes_derived_due_dates_only(db):
     assert reqs["CIT-002"].due_date == date(2030, 1, 1)
     assert recs
 
+
+def test_moving_the_effective_date_is_a_deadline_change_on_each_moved_requirement(client, auth, db):
+    _catalog(db)
+    agency = make_agency(slug="harbor", effective_date=date(2025, 1, 1))
+    agencies.adopt(agency, ["cit"])
+    make_user("admin@example.test", is_admin=True)
+    db.session.commit()
+    auth.login("admin@example.test")
+    r = auth.post("/admin/agencies/harbor", data={
+        "name": agency.name, "slug": "harbor", "state": "OH", "source_id": "0", "effective_date": "2025-07-01",
+        "scale_id": str(agency.scale_id), "sustainment_months": ""})
+    assert r.status_code == 303
+    db.session.rollback()
+    moved = db.session.execute(sa.select(DeadlineChange, Requirement.code).join(
+        Requirement, Requirement.id == DeadlineChange.requirement_id).order_by(Requirement.code)).all()
+    assert [(code, c.old_date, c.new_date) for c, code in moved] == [
+        ("CIT-001", date(2025, 6, 30), date(2025, 12, 28)), ("CIT-002", date(2026, 1, 1), date(2026, 7, 1))]
+    assert {c.reason for c, _ in moved} == {"Effective date moved to 2025-07-01"}
+    assert {c.actor.email for c, _ in moved} == {"admin@example.test"}
+    events = db.session.execute(sa.select(AuditEvent).where(AuditEvent.action == "requirement.due_date")
+                                .order_by(AuditEvent.id)).scalars().all()
+    assert [(e.object_id, e.actor_label, e.after["due_date"]) for e in events] == [
+        (str(c.requirement_id), "admin@example.test", c.new_date.isoformat()) for c, _ in moved]
+    page = client.get(f"/agencies/harbor/requirements/{moved[0][0].requirement_id}").get_data(as_text=True)
+    assert "Effective date moved to 2025-07-01" in page
 
 def test_adopt_unknown_module_refused(db):
     _catalog(db)

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import sqlalchemy as sa
 
 from tracker.extensions import db
-from tracker.models import Agency, ComplianceScale, Module, Recommendation, Requirement, Source
+from tracker.models import Agency, ComplianceScale, DeadlineChange, Module, Recommendation, Requirement, Source
 from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 
@@ -97,24 +97,33 @@ def update_agency(agency, values, *, actor=None):
         setattr(agency, name, value)
     recomputed = 0
     if moved:
-        recomputed = recompute_due_dates(agency)
+        recomputed = recompute_due_dates(agency, actor=actor)
     db.session.flush()
     audit.record("agency.update", agency, before=before,
                  after={**audit.snapshot(agency, AGENCY_FIELDS), "due_dates_recomputed": recomputed}, actor=actor)
     return recomputed
 
 
-def recompute_due_dates(agency):
+def recompute_due_dates(agency, *, actor=None):
+    """Move every derived due date with the effective date. Each move is a deadline change (shown on the
+    requirement's timeline) with its own audit event; dates set by hand stay where they are."""
     requirements = db.session.execute(
         sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.due_date_derived.is_(True))
         .options(sa.orm.joinedload(Requirement.recommendation))
     ).scalars().all()
+    reason = f"Effective date moved to {agency.effective_date.isoformat() if agency.effective_date else 'none'}"
     changed = 0
     for req in requirements:
         new = derive_due_date(agency.effective_date, req.recommendation)
-        if new != req.due_date:
-            req.due_date = new
-            changed += 1
+        if new == req.due_date:
+            continue
+        old, req.due_date = req.due_date, new
+        db.session.add(DeadlineChange(requirement_id=req.id, old_date=old, new_date=new, reason=reason,
+                                      actor_id=actor.id if actor is not None else None))
+        db.session.flush()
+        audit.record("requirement.due_date", req, before={"due_date": old}, after={"due_date": new, "reason": reason},
+                     actor=actor)
+        changed += 1
     return changed
 
 

@@ -96,7 +96,7 @@ def agency_edit(slug):
         form.source_id.data = agency.source_id or 0
     if _agency_form_valid(form, agency):
         try:
-            recomputed = agencies.update_agency(agency, _agency_values(form))
+            recomputed = agencies.update_agency(agency, _agency_values(form), actor=current_user)
             db.session.commit()
             note = f" {recomputed} due date(s) recomputed from the new effective date." if recomputed else ""
             flash(f"Agency {agency.name} saved.{note}", "success")
