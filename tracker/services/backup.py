@@ -29,41 +29,62 @@ def backup(target):
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} exists and is not empty; choose a new folder.")
     target.mkdir(parents=True, exist_ok=True)
-    engine = db.engine
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        db_file = target / "database.sqlite3"
-        source = sqlite3.connect(url.database)
-        dest = sqlite3.connect(db_file)
-        try:
-            # One step (pages=-1): the copy is taken inside a single read transaction, so writers
-            # keep working and cannot restart it (a stepwise copy restarts after every write).
-            source.backup(dest, pages=-1)
-            check = dest.execute("PRAGMA integrity_check").fetchone()[0]
-            head = dest.execute("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1").fetchone()
-        finally:
-            dest.close()
-            source.close()
-        if check != "ok":
-            raise BackupError(f"integrity check of the copy failed: {check}")
-    elif url.get_backend_name() == "postgresql":
-        db_file = target / "database.pgdump"
-        # The dump holds at least this event: the chain only grows.
-        head = db.session.execute(
-            sa.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
-        db.session.rollback()
-        pg_dump = shutil.which("pg_dump")
-        if pg_dump is None:
-            raise BackupError("pg_dump is not installed (Debian package postgresql-client).")
-        result = subprocess.run([pg_dump, "--format=custom", f"--file={db_file}", _libpq_url(url)],  # noqa: S603
-                                capture_output=True, text=True, timeout=3600, check=False)
-        if result.returncode != 0:
-            raise BackupError(f"pg_dump failed: {result.stderr.strip()[:500]}")
+    url = db.engine.url
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        db_file, head = _copy_sqlite(url, target / "database.sqlite3")
+    elif backend == "postgresql":
+        db_file, head = _dump_postgresql(url, target / "database.pgdump")
     else:
-        raise BackupError(f"backups of {url.get_backend_name()} databases are not supported")
+        raise BackupError(f"backups of {backend} databases are not supported")
+    copied = _copy_evidence(target / "evidence")
+    manifest = {
+        "created_at": utcnow().isoformat() + "Z", "database": db_file.name, "backend": backend,
+        "evidence_files": copied, "audit_head": {"id": head[0], "hash": head[1]} if head else None,
+    }
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    os.sync()
+    return manifest
 
-    # Blobs referenced by the database at (or after) the snapshot; a blob written later is harmless.
-    # Read them in a plain (shared) transaction and end it before the slow file copying.
+
+def _copy_sqlite(url, db_file):
+    """The SQLite online backup of the whole database, checked; returns (file, newest audit event)."""
+    source = sqlite3.connect(url.database)
+    dest = sqlite3.connect(db_file)
+    try:
+        # One step (pages=-1): the copy is taken inside a single read transaction, so writers
+        # keep working and cannot restart it (a stepwise copy restarts after every write).
+        source.backup(dest, pages=-1)
+        check = dest.execute("PRAGMA integrity_check").fetchone()[0]
+        head = dest.execute("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        dest.close()
+        source.close()
+    if check != "ok":
+        raise BackupError(f"integrity check of the copy failed: {check}")
+    return db_file, head
+
+
+def _dump_postgresql(url, db_file):
+    """pg_dump in its custom format; returns (file, an audit event the dump holds at least)."""
+    # Read before the dump starts: the chain only grows, so the dump holds at least this event.
+    head = db.session.execute(
+        sa.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    db.session.rollback()
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
+        raise BackupError("pg_dump is not installed (Debian package postgresql-client).")
+    result = subprocess.run([pg_dump, "--format=custom", f"--file={db_file}", _libpq_url(url)],  # noqa: S603
+                            capture_output=True, text=True, timeout=3600, check=False)
+    if result.returncode != 0:
+        raise BackupError(f"pg_dump failed: {result.stderr.strip()[:500]}")
+    return db_file, head
+
+
+def _copy_evidence(folder):
+    """Copy the blobs the database refers to at (or after) the snapshot; returns how many were copied.
+    A blob written later is harmless."""
+    # Read the references in a plain (shared) transaction and end it before the slow file copying.
     token = outside_request_begin.set("BEGIN")
     try:
         shas = set(db.session.execute(sa.select(Evidence.sha256).where(Evidence.sha256.is_not(None))).scalars())
@@ -75,14 +96,8 @@ def backup(target):
     for sha in shas:
         src = store.path_for(sha)
         if src.exists():
-            dst = target / "evidence" / sha[:2] / sha[2:4] / sha
+            dst = folder / sha[:2] / sha[2:4] / sha
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
             copied += 1
-    manifest = {
-        "created_at": utcnow().isoformat() + "Z", "database": db_file.name, "backend": url.get_backend_name(),
-        "evidence_files": copied, "audit_head": {"id": head[0], "hash": head[1]} if head else None,
-    }
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    os.sync()
-    return manifest
+    return copied
