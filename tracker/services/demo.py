@@ -1,4 +1,7 @@
-"""Load the demo agency: users with random passwords, adopted requirements, a spread of statuses."""
+"""Load the demo agency: users with random passwords, adopted requirements, a spread of statuses.
+
+Everything goes through the services users go through, so every demo row has its audit event.
+"""
 import io
 from datetime import date, timedelta
 from pathlib import Path
@@ -8,7 +11,7 @@ import yaml
 
 from seed.demo_pdf import simple_pdf
 from tracker.extensions import db
-from tracker.models import ComplianceScale, Membership, Requirement, Source, StatusChange, User, utcnow
+from tracker.models import ComplianceScale, Membership, Requirement, Source, User, utcnow
 from tracker.services import accounts, agencies, audit, evidence, monitoring
 from tracker.services import requirements as req_service
 from tracker.services.errors import ValidationFailed
@@ -47,28 +50,32 @@ def load_demo(path):
         if role == "officer":
             officers.append(user)
 
+    if not officers:
+        raise ValidationFailed({"users": "The demo needs at least one compliance officer."})
     requirements = db.session.execute(
         sa.select(Requirement).where(Requirement.agency_id == agency.id).order_by(Requirement.code)
     ).scalars().all()
-    today = utcnow().date()
-    statuses, offsets = data["status_cycle"], data["due_offsets_days"]
     for i, req in enumerate(requirements):
-        status = statuses[i % len(statuses)]
-        if status != req.status:
-            note = ("Demo: no crisis receiving facility operates in the city; the county provides it."
-                    if status == "not_applicable" else "Demo: initial status from the 2025 gap assessment.")
-            db.session.add(StatusChange(requirement_id=req.id, old_status=req.status, new_status=status,
-                                        note=note, actor_id=officers[0].id if officers else None))
-            req.status = status
-        req.owner_id = officers[i % len(officers)].id if officers and i % 3 else None
-        if req.due_date is None and offsets[i % len(offsets)] is not None:
-            req.due_date = today + timedelta(days=offsets[i % len(offsets)])
-            req.due_date_derived = False
-    db.session.flush()
+        _demo_requirement(req, i, officers, data["status_cycle"], data["due_offsets_days"])
     _demo_activity(agency, requirements, officers, data.get("activity", []))
     _demo_periods(agency, requirements, data.get("periods", []))
     audit.record("demo.load", agency, after={"requirements": len(requirements), "users": len(credentials)})
     return credentials
+
+
+def _demo_requirement(req, i, officers, statuses, offsets):
+    """A spread of statuses, owners and due dates, set the way an officer sets them (each one audited)."""
+    officer = officers[0]
+    status = statuses[i % len(statuses)]
+    if status != req.status:
+        note = ("Demo: no crisis receiving facility operates in the city; the county provides it."
+                if status == "not_applicable" else "Demo: initial status from the 2025 gap assessment.")
+        req_service.set_status(req, status, note, req.row_version, actor=officer)
+    if i % 3:
+        req_service.set_owner(req, officers[i % len(officers)].id, req.row_version, actor=officer)
+    offset = offsets[i % len(offsets)]
+    if req.due_date is None and offset is not None:
+        req_service.set_due_date(req, utcnow().date() + timedelta(days=offset), "", req.row_version, actor=officer)
 
 
 def _demo_activity(agency, requirements, officers, activity):
