@@ -44,7 +44,7 @@ def test_admin_sets_up_agency_and_officer_sees_requirements(page, live_server, l
         label="Cleveland Settlement Agreement (2015) (Cleveland, Ohio (Cleveland Division of Police))")
     page.get_by_label("Effective date").fill("2025-06-02")
     page.get_by_label("Compliance scale").select_option(
-        label="Cleveland-style scale (five levels plus evaluation deferred)")
+        label="Cleveland-style scale (four rating levels, plus not yet assessed and evaluation deferred)")
     check_a11y(page)
     page.get_by_role("button", name="Save agency").click()
     expect(page.get_by_text("Agency Lakeview Police Department created")).to_be_visible()

@@ -325,10 +325,10 @@ def _cross_record_problems(catalog, positions, data):
     modules, sources = _declared(data, "modules"), _declared(data, "sources")
     for position, rec in zip(positions.get("recommendations", ()), catalog.recommendations, strict=True):
         where = _label("recommendations", position, data["recommendations"][position])
-        if rec.module not in modules:
+        if modules is not None and rec.module not in modules:
             problems.append(f"{where}: field 'module': unknown module key '{rec.module}'")
         for j, citation in enumerate(rec.citations):
-            if citation.source not in sources:
+            if sources is not None and citation.source not in sources:
                 problems.append(f"{where}, citation #{j + 1}: field 'source': unknown source '{citation.source}'")
     for position, scale in zip(positions.get("compliance_scales", ()), catalog.compliance_scales, strict=True):
         where = _label("compliance_scales", position, data["compliance_scales"][position])
@@ -348,9 +348,10 @@ def _duplicates(keys, what, name):
 
 
 def _declared(data, section):
-    records = data.get(section)
+    """Every key the section declares, or None when the section is no list (the schema pass said so)."""
+    records = data.get(section, [])
     if not isinstance(records, list):
-        return set()
+        return None
     return {r["key"].strip() for r in records if isinstance(r, dict) and isinstance(r.get("key"), str)}
 
 
