@@ -365,6 +365,9 @@ def test_very_long_search_is_truncated_not_an_error(client, auth, world):
     _login(auth, world)
     r = client.get("/agencies/agency-a?q=" + "x" * 5000)
     assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert 'name="q" type="search" value="' + "x" * 200 + '">' in html  # kept to its first 200 characters
+    assert "0 requirements match the filters." in html
 
 
 def test_htmx_board_request_returns_the_fragment_and_plain_get_the_page(client, auth, world):
