@@ -183,7 +183,8 @@ def test_disabled_user_is_signed_out(client, auth, db):
     assert client.get("/account").status_code == 200
     accounts.set_active(db.session.get(User, user.id), False)
     db.session.commit()
-    assert client.get("/account").status_code == 302
+    r = client.get("/account")
+    assert r.status_code == 302 and r.headers["Location"] == "/login?next=/account?"
 
 
 def test_open_redirect_refused(client, db):

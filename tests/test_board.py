@@ -533,9 +533,13 @@ def test_not_applicable_with_a_justification_is_saved(client, auth, db, world):
 def test_unknown_status_value_is_refused(client, auth, db, world):
     a, req = world["a"], world["reqs"]["crisis"]
     _login(auth, world)
+    before = _audits(db)
     r = auth.post(_req_url(a, req, "status"), {"status": "done", "row_version": "1"})
     assert r.status_code == 422
-    assert db.session.get(Requirement, req.id).status == "not_started"
+    assert 'id="status-error" role="alert">Not a valid choice.</span>' in r.get_data(as_text=True)
+    req = db.session.get(Requirement, req.id)
+    assert (req.status, req.row_version) == ("not_started", 1)
+    assert _count(db, StatusChange) == 0 and _audits(db) == before
 
 
 def test_saving_the_same_status_without_a_note_writes_nothing(client, auth, db, world):
@@ -621,9 +625,12 @@ def test_owner_must_be_an_officer_of_the_agency(client, auth, db, world):
 def test_owner_that_is_not_a_number_is_refused(client, auth, db, world):
     a, req = world["a"], world["reqs"]["crisis"]
     _login(auth, world)
+    before = _audits(db)
     r = auth.post(_req_url(a, req, "owner"), {"owner_id": "abc", "row_version": "1"})
     assert r.status_code == 422
-    assert db.session.get(Requirement, req.id).owner_id is None
+    assert 'id="owner_id-error" role="alert">Invalid Choice: could not coerce.</span>' in r.get_data(as_text=True)
+    req = db.session.get(Requirement, req.id)
+    assert (req.owner_id, req.row_version) == (None, 1) and _audits(db) == before
 
 
 def test_due_date_first_set_needs_no_reason_then_moves_need_one(client, auth, db, world):
@@ -703,9 +710,13 @@ def test_notes_edit(client, auth, db, world):
 def test_notes_too_long_are_refused(client, auth, db, world):
     a, req = world["a"], world["reqs"]["crisis"]
     _login(auth, world)
+    before = _audits(db)
     r = auth.post(_req_url(a, req, "notes"), {"notes": "x" * 20001, "row_version": "1"})
     assert r.status_code == 422
-    assert db.session.get(Requirement, req.id).notes == ""
+    assert ('id="notes-error" role="alert">Field cannot be longer than 20000 characters.</span>'
+            in r.get_data(as_text=True))
+    req = db.session.get(Requirement, req.id)
+    assert (req.notes, req.row_version) == ("", 1) and _audits(db) == before
 
 
 EDITS = {
@@ -925,11 +936,12 @@ def test_empty_or_too_long_comment_is_refused(client, auth, db, world):
     a, req = world["a"], world["reqs"]["crisis"]
     _login(auth, world, "monitor")
     before = _audits(db)
-    for body in ["", "   \n ", "x" * 4001]:
+    for body, message in [("", "Write a comment first."), ("   \n ", "Write a comment first."),
+                          ("x" * 4001, "Field cannot be longer than 4000 characters.")]:
         r = auth.post(_req_url(a, req, "comments"), {"body": body})
         assert r.status_code == 422
         html = r.get_data(as_text=True)
-        assert 'id="body-error"' in html  # next to the comment field
+        assert re.search(rf'id="body-error"[^>]*>{re.escape(message)}<', html), body  # next to the field
     assert _count(db, Comment) == 0 and _audits(db) == before
 
 

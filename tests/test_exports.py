@@ -246,7 +246,9 @@ def test_calendar_feed_has_one_event_per_dated_active_requirement(app, client, a
 def test_calendar_feed_token_cannot_be_made_for_another_agency(client, auth, world, db):
     auth.login("committee@example.test")
     response = auth.post("/account/tokens", {"kind": "calendar", "agency": "agency-b"})
-    assert response.status_code == 303
+    assert response.status_code == 303 and response.headers["Location"] == "/account#tokens"
+    assert ("Not created: Choose the agency whose deadlines the calendar shows."
+            in client.get("/account").get_data(as_text=True))
     assert db.session.execute(sa.select(sa.func.count()).select_from(ApiToken)).scalar() == 0
 
 

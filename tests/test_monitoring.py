@@ -191,6 +191,8 @@ def test_a_period_that_ends_on_its_first_day_is_fine(client, auth, db, mon):
     r = auth.post("/agencies/agency-a/periods", {"name": "One day", "start_date": "2026-01-01",
                                                   "end_date": "2026-01-01"})
     assert r.status_code == 303
+    period = db.session.execute(sa.select(MonitoringPeriod)).scalar_one()
+    assert (period.name, period.start_date, period.end_date) == ("One day", date(2026, 1, 1), date(2026, 1, 1))
 
 
 # --- findings ----------------------------------------------------------------------------------
