@@ -1,0 +1,376 @@
+"""Every write is audited by construction (issue 11 item 4; SECURITY-PLAN T28). The URL map is walked.
+
+Writes: every rule accepting POST, PUT, PATCH or DELETE needs an entry in CASES, or
+test_every_write_route_has_a_case fails, so a new route cannot go unexamined. Each case sends, as a role
+allowed to, a request that succeeds, and asserts:
+- a table other than audit_event changed, and audit_event grew;
+- every database transaction committed during the request that wrote any row also inserted an
+  audit_event row (the event commits with the change, never separately);
+- with a failure injected at the commit, after the services have run, nothing is written at all:
+  data and event roll back together.
+Reads: every GET rule, with the arguments the pages use, as every kind of caller, commits no
+transaction that writes anything but one of the ACTIVITY_STAMPS, each in a transaction of its own.
+"""
+import io
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pyotp
+import pytest
+import sqlalchemy as sa
+import time_machine
+from flask import has_request_context
+
+from tests.conftest import Auth, csrf_from
+from tests.factories import PASSWORD
+from tests.security.conftest import (
+    PDF,
+    changed_tables,
+    signed_in,
+    table_digests,
+    world,  # noqa: F401 - the security suite's populated world, as a fixture here
+)
+from tests.security.test_no_state_change_on_get import _callers, _urls
+from tracker.models import ApiToken, FormSubmission, Membership, User, utcnow
+from tracker.services import submissions
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# The only writes a GET may cause, and why (README, "Security decisions"): neither is a record anyone edits,
+# and each runs in its own short transaction, never in the request's.
+ACTIVITY_STAMPS = {
+    ("user_session", "last_seen_at"): "the idle timeout counts from it; written at most once a minute",
+    ("api_token", "last_used_at"): "the account page shows it to spot forgotten tokens; at most once an hour",
+}
+STAMP_COLUMNS = set(ACTIVITY_STAMPS)
+_WRITE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
+_SET = re.compile(r"^\s*UPDATE\s+\"?(\w+)\"?\s+SET\s+(.*?)\s+WHERE\s", re.IGNORECASE | re.DOTALL)
+
+
+def _stamp(statement):
+    """True for an UPDATE that sets nothing but an activity stamp."""
+    match = _SET.match(statement)
+    if not match:
+        return False
+    columns = {name for name in re.findall(r"(\w+)\s*=", match.group(2))}
+    return bool(columns) and {(match.group(1), c) for c in columns} <= STAMP_COLUMNS
+
+
+class Transactions:
+    """The writing statements of each database transaction committed while active, seen at the engine,
+    so a transaction on any connection (the request's session or another) is counted."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.committed = []
+        self._open = {}
+
+    def __enter__(self):
+        for name, listener in self._listeners():
+            sa.event.listen(self.engine, name, listener)
+        return self
+
+    def __exit__(self, *exc):
+        for name, listener in self._listeners():
+            sa.event.remove(self.engine, name, listener)
+
+    def _listeners(self):
+        return (("after_cursor_execute", self._statement), ("commit", self._commit), ("rollback", self._rollback))
+
+    @staticmethod
+    def _key(conn):
+        return id(conn.connection.dbapi_connection)
+
+    def _statement(self, conn, cursor, statement, parameters, context, executemany):
+        match = _WRITE.match(statement)
+        if match:
+            self._open.setdefault(self._key(conn), []).append((match.group(1).lower(), statement))
+
+    def _commit(self, conn):
+        writes = self._open.pop(self._key(conn), [])
+        if writes:
+            self.committed.append(writes)
+
+    def _rollback(self, conn):
+        self._open.pop(self._key(conn), None)
+
+    def unaudited(self):
+        """Committed transactions that changed data without inserting an audit event."""
+        return [sorted({t for t, s in writes if not _stamp(s)}) for writes in self.committed
+                if any(not _stamp(s) for _t, s in writes) and not any(t == "audit_event" for t, _s in writes)]
+
+
+# --- the cases: one or more successful requests per write route ------------------------------------------
+
+def _one(db, query):
+    return db.session.execute(query).scalar_one()
+
+
+def _token_id(db, w):
+    return _one(db, sa.select(ApiToken.id).where(ApiToken.user_id == w["users"]["officer"].id,
+                                                 ApiToken.kind == "api"))
+
+
+def _version(db, w):
+    db.session.refresh(w["req"])
+    return str(w["req"].row_version)
+
+
+def _agency_form(w, **changes):
+    a = w["a"]
+    return {"name": a.name, "slug": a.slug, "state": a.state, "source_id": "0", "effective_date": "2025-01-01",
+            "scale_id": str(a.scale_id), "sustainment_months": "", **changes}
+
+
+def _pending_code(db, email):
+    secret = _one(db, sa.select(User.totp_pending_secret).where(User.email == email))
+    return pyotp.TOTP(secret).now()
+
+
+def _password_step(auth, email, password=PASSWORD):
+    token = csrf_from(auth.client.get("/login").get_data(as_text=True))
+    response = auth.client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    auth.token = csrf_from(auth.client.get("/login/code").get_data(as_text=True))
+    return response
+
+
+def _set(db, model, ident, **values):
+    db.session.execute(sa.update(model).where(model.id == ident).values(**values))
+    db.session.commit()
+
+
+@dataclass
+class Case:
+    """A successful request: who sends it (None: not signed in), where, with what; `prepare` sets the
+    scene beforehand, outside the measurement. Builders take (db, world) and run again for each sending."""
+
+    role: str | None
+    url: object
+    data: object = lambda db, w: {}
+    expect: int = 303
+    prepare: object = None
+    multipart: bool = False
+
+
+def _mfa_monitor(app, db, w, auth):
+    _set(db, User, w["users"]["monitor"].id, totp_secret=pyotp.random_base32())
+    _password_step(auth, "monitor@example.test")
+
+
+def _mfa_enrolling_admin(app, db, w, auth):
+    app.config["MFA_REQUIRED_ROLES"] = ["admin"]
+    _password_step(auth, "admin@example.test")
+
+
+def _officer2_signed_in(app, db, w, auth):
+    signed_in(app, "officer2@example.test")
+
+
+def _old_form_id(app, db, w, auth):
+    db.session.add(FormSubmission(user_id=w["users"]["officer"].id, id="f" * 32, result_url="/old",
+                                  created_at=utcnow() - submissions.KEEP - timedelta(hours=1)))
+    db.session.commit()
+
+
+def _derived_due_dates(app, db, w, auth):
+    w["rec"].deadline_amount, w["rec"].deadline_unit = 180, "days"
+    w["req"].due_date, w["req"].due_date_derived = None, True
+    db.session.commit()
+
+
+def _req_url(suffix):
+    return lambda db, w: f"/agencies/agency-a/requirements/{w['req'].id}/{suffix}"
+
+
+def _user_action(action):
+    return lambda db, w: f"/admin/users/{w['users']['officer2'].id}/{action}"
+
+
+def _evidence(**values):
+    def build(db, w):
+        data = {"kind": "file", "title": "Roster", "description": "", "visibility": "restricted",
+                "submission_id": "a" * 32, **values}
+        if data["kind"] == "file":
+            data["file"] = (io.BytesIO(PDF + b"% roster"), "roster.pdf")
+        return data
+    return build
+
+
+CASES = {
+    "auth.login": {
+        "password": Case(None, lambda db, w: "/login",
+                         data=lambda db, w: {"email": "officer@example.test", "password": PASSWORD}),
+        "wrong password counted": Case(None, lambda db, w: "/login", expect=401,
+                                       data=lambda db, w: {"email": "officer@example.test", "password": "x" * 14}),
+        "second factor enrolment starts": Case(
+            None, lambda db, w: "/login", prepare=lambda app, db, w, a: app.config.update(
+                MFA_REQUIRED_ROLES=["admin"]),
+            data=lambda db, w: {"email": "admin@example.test", "password": PASSWORD}),
+    },
+    "auth.second_factor": {
+        "code": Case(None, lambda db, w: "/login/code", prepare=_mfa_monitor,
+                     data=lambda db, w: {"code": pyotp.TOTP(_one(db, sa.select(User.totp_secret).where(
+                         User.email == "monitor@example.test"))).now()}),
+        "enrolment confirmed": Case(None, lambda db, w: "/login/code", prepare=_mfa_enrolling_admin,
+                                    data=lambda db, w: {"code": _pending_code(db, "admin@example.test")}),
+        "wrong code counted": Case(None, lambda db, w: "/login/code", expect=401,
+                                   prepare=_mfa_monitor, data=lambda db, w: {"code": "000000"}),
+    },
+    "auth.logout": {"sign out": Case("officer", lambda db, w: "/logout")},
+    "auth.account": {"password change": Case("officer", lambda db, w: "/account", data=lambda db, w: {
+        "current_password": PASSWORD, "new_password": "a brand new passphrase 42"})},
+    "auth.mfa_setup": {
+        "start": Case("officer", lambda db, w: "/account/mfa", data=lambda db, w: {"action": "start"}),
+        "confirm": Case("officer", lambda db, w: "/account/mfa",
+                        prepare=lambda app, db, w, auth: auth.post("/account/mfa", {"action": "start"}),
+                        data=lambda db, w: {"code": _pending_code(db, "officer@example.test")}),
+    },
+    "auth.create_token": {
+        "api": Case("officer", lambda db, w: "/account/tokens", expect=200,
+                    data=lambda db, w: {"kind": "api", "name": "nightly export"}),
+        "calendar": Case("officer", lambda db, w: "/account/tokens", expect=200,
+                         data=lambda db, w: {"kind": "calendar", "agency": "agency-a"}),
+    },
+    "auth.revoke_token": {"api": Case("officer", lambda db, w: f"/account/tokens/{_token_id(db, w)}/revoke")},
+    "admin.agency_new": {"create": Case("admin", lambda db, w: "/admin/agencies/new", data=lambda db, w: _agency_form(
+        w, name="New Town PD", slug="new-town"))},
+    "admin.agency_edit": {
+        "rename": Case("admin", lambda db, w: "/admin/agencies/agency-a",
+                       data=lambda db, w: _agency_form(w, name="Harbour City PD")),
+        "effective date moved": Case("admin", lambda db, w: "/admin/agencies/agency-a", prepare=_derived_due_dates,
+                                     data=lambda db, w: _agency_form(w, effective_date="2025-07-01")),
+    },
+    "admin.agency_adopt": {"adopt": Case("admin", lambda db, w: "/admin/agencies/agency-b/adopt",
+                                         data=lambda db, w: {"modules": ["cit"]})},
+    "admin.user_create": {"officer": Case("admin", lambda db, w: "/admin/users", data=lambda db, w: {
+        "email": "new.person@example.org", "name": "New Person", "role": "officer", "agency_id": str(w["a"].id)})},
+    "admin.user_action": {
+        "unlock": Case("admin", _user_action("unlock"), prepare=lambda app, db, w, a: _set(
+            db, User, w["users"]["officer2"].id, locked_at=utcnow(), failed_logins=5)),
+        "disable": Case("admin", _user_action("disable")),
+        "enable": Case("admin", _user_action("enable"), prepare=lambda app, db, w, a: _set(
+            db, User, w["users"]["officer2"].id, active=False)),
+        "sign-out": Case("admin", _user_action("sign-out"), prepare=_officer2_signed_in),
+        "reset-mfa": Case("admin", _user_action("reset-mfa"), prepare=lambda app, db, w, a: _set(
+            db, User, w["users"]["officer2"].id, totp_secret=pyotp.random_base32())),
+    },
+    "admin.membership_add": {"committee": Case(
+        "admin", lambda db, w: f"/admin/users/{w['users']['officer_b'].id}/memberships",
+        data=lambda db, w: {"agency_id": str(w["a"].id), "role": "committee"})},
+    "admin.membership_remove": {"officer2": Case("admin", lambda db, w: "/admin/users/{}/memberships/{}/remove".format(
+        w["users"]["officer2"].id, _one(db, sa.select(Membership.id).where(
+            Membership.user_id == w["users"]["officer2"].id))))},
+    "reviews.decide": {
+        "accept": Case("monitor", lambda db, w: f"/agencies/agency-a/evidence/{w['file'].id}/review",
+                       data=lambda db, w: {"decision": "accept", "comment": ""}),
+        "return": Case("monitor", lambda db, w: f"/agencies/agency-a/evidence/{w['file'].id}/review",
+                       data=lambda db, w: {"decision": "return", "comment": "The roster is missing."}),
+    },
+    "evidence.add": {
+        "file": Case("officer", _req_url("evidence"), data=_evidence(), multipart=True),
+        "link": Case("officer", _req_url("evidence"), multipart=True,
+                     data=_evidence(kind="link", url="https://example.org/roster")),
+    },
+    "evidence.new_version": {"file": Case(
+        "officer", lambda db, w: f"/agencies/agency-a/evidence/{w['file'].id}/versions",
+        data=_evidence(title="Policy 4.2, revised"), multipart=True)},
+    "imports.import_paragraphs": {"csv": Case(
+        "officer", lambda db, w: "/agencies/agency-a/import", multipart=True, data=lambda db, w: {
+            "file": (io.BytesIO(b"paragraph,title,module\n131(d),Crisis line,cit\n"), "decree.csv")})},
+    "monitoring.create_period": {"open": Case(
+        "monitor", lambda db, w: "/agencies/agency-a/periods", data=lambda db, w: {
+            "name": "Report 3", "start_date": "2026-01-01", "end_date": "2026-06-30"})},
+    "monitoring.close": {"close": Case("monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/close")},
+    "monitoring.record_finding": {"rate": Case(
+        "monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/findings/{w['req2'].id}",
+        data=lambda db, w: {"level_id": str(w["levels"]["partial"].id), "narrative": "Half way."})},
+    "monitoring.terminate_requirement": {"one": Case("admin", _req_url("terminate"), data=lambda db, w: {
+        "terminated_on": "2026-01-15", "reference": "Order of Jan 15, 2026 (Dkt. 512)"})},
+    "monitoring.terminate_module": {"cit": Case("admin", lambda db, w: "/agencies/agency-a/terminations",
+                                                data=lambda db, w: {"module": "cit", "terminated_on": "2026-01-15",
+                                                                    "reference": "Order (Dkt. 513)"})},
+    "board.add_comment": {
+        "comment": Case("officer", _req_url("comments"), data=lambda db, w: {"body": "Roster attached."}),
+        "old form ids swept": Case("officer", _req_url("comments"), prepare=_old_form_id,
+                                   data=lambda db, w: {"body": "Roster attached.", "submission_id": "b" * 32}),
+    },
+    "board.set_status": {"in progress": Case("officer", _req_url("status"), data=lambda db, w: {
+        "status": "in_progress", "note": "Started.", "row_version": _version(db, w)})},
+    "board.set_owner": {"officer2": Case("officer", _req_url("owner"), data=lambda db, w: {
+        "owner_id": str(w["users"]["officer2"].id), "row_version": _version(db, w)})},
+    "board.set_due_date": {"moved": Case("officer", _req_url("due-date"), data=lambda db, w: {
+        "due_date": "2027-01-01", "reason": "Court order of Dec 1", "row_version": _version(db, w)})},
+    "board.set_notes": {"notes": Case("officer", _req_url("notes"), data=lambda db, w: {
+        "notes": "Met with dispatch.", "row_version": _version(db, w)})},
+}
+CASE_IDS = [(endpoint, name) for endpoint, cases in CASES.items() for name in cases]
+
+
+def test_every_write_route_has_a_case(app):
+    writing = {rule.endpoint for rule in app.url_map.iter_rules() if rule.methods & WRITE_METHODS}
+    missing = writing - set(CASES)
+    assert not missing, f"routes that write with no case in CASES (add one that succeeds): {sorted(missing)}"
+    assert set(CASES) - writing == set(), "CASES names endpoints that no longer exist"
+
+
+class InjectedFailure(Exception):
+    """Raised at the request's commit, after the services have flushed their rows and events."""
+
+
+def _fail_at_commit(session):
+    if has_request_context():  # the test's own commits (before each request) go through
+        raise InjectedFailure
+
+
+def _caller(app, db, w, case):
+    auth = signed_in(app, f"{case.role}@example.test") if case.role else Auth(app.test_client())
+    if case.role is None:
+        auth.token = csrf_from(auth.client.get("/login").get_data(as_text=True))
+    if case.prepare:
+        case.prepare(app, db, w, auth)
+    return auth
+
+
+def _send(auth, db, w, case):
+    kwargs = {"content_type": "multipart/form-data"} if case.multipart else {}
+    return auth.post(case.url(db, w), case.data(db, w), **kwargs)
+
+
+@pytest.mark.parametrize(("endpoint", "name"), CASE_IDS, ids=[f"{e}:{n}" for e, n in CASE_IDS])
+def test_a_write_commits_with_its_audit_event(app, db, world, endpoint, name):  # noqa: F811 - fixture
+    case = CASES[endpoint][name]
+    auth = _caller(app, db, world, case)
+    before = table_digests(db, exclude=STAMP_COLUMNS)
+
+    sa.event.listen(db.session, "before_commit", _fail_at_commit)
+    try:
+        with pytest.raises(InjectedFailure):
+            _send(auth, db, world, case)
+    finally:
+        sa.event.remove(db.session, "before_commit", _fail_at_commit)
+    assert changed_tables(before, table_digests(db, exclude=STAMP_COLUMNS)) == [], "a failed commit left rows"
+
+    with Transactions(db.engine) as transactions:
+        response = _send(auth, db, world, case)
+    assert response.status_code == case.expect, response.get_data(as_text=True)[:2000]
+    changed = changed_tables(before, table_digests(db, exclude=STAMP_COLUMNS))
+    assert "audit_event" in changed and len(changed) > 1, f"changed: {changed}"
+    assert transactions.unaudited() == [], "committed without an audit event"
+
+
+def test_get_requests_write_nothing_but_activity_stamps(app, db, world):  # noqa: F811 - fixture
+    urls = _urls(app, world)
+    callers = _callers(app, world)
+    before = table_digests(db, exclude=STAMP_COLUMNS)
+    # Five minutes on: every session's stamp is due again, so the crawl exercises writing it.
+    with time_machine.travel(utcnow() + timedelta(minutes=5)), Transactions(db.engine) as transactions:
+        for role, client in callers.items():
+            headers = {"Authorization": f"Bearer {world['api_secret']}"} if role == "api-token" else {}
+            for _endpoint, url in urls:
+                client.get(url, headers=headers).close()
+    assert changed_tables(before, table_digests(db, exclude=STAMP_COLUMNS)) == []
+    stamped = set()
+    for writes in transactions.committed:
+        assert len(writes) == 1 and _stamp(writes[0][1]), f"a GET committed more than one stamp: {writes}"
+        stamped.add(writes[0][0])
+    assert stamped == {"user_session", "api_token"}
