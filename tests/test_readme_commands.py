@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# The commands use the default SQLite file in instance/, whatever the suite runs on: once is enough.
+pytestmark = pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")),
+                                reason="runs in the SQLite run; the README commands use SQLite in instance/")
+
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = ".venv/bin/flask --app wsgi"
 PASSWORD = "a quiet harbor at dawn 42"  # noqa: S105
