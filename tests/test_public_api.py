@@ -222,7 +222,7 @@ def test_api_bad_page_is_400_json(client, auth, world, query):
         assert "page" in response.json["message"]
 
 
-def test_api_huge_page_number_is_not_a_server_error(client, auth, world):
+def test_api_huge_page_number_is_a_400_naming_the_limits(client, auth, world):
     login(auth, world, "officer")
     response = client.get(f"/api/v1/agencies/agency-a/requirements?page={10 ** 20}")
     assert response.status_code == 400

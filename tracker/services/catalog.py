@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_origin
 
 import sqlalchemy as sa
 import yaml
@@ -262,7 +262,8 @@ def _schema_pass(data):
 
 
 def _sections():
-    return [name for name, info in CatalogFile.model_fields.items() if name != "version"]
+    """The top-level lists of records."""
+    return [name for name, info in CatalogFile.model_fields.items() if get_origin(info.annotation) is list]
 
 
 def _problem(err, data):
@@ -300,10 +301,11 @@ def _message(err):
     kind, value, context = err["type"], err["input"], err.get("ctx") or {}
     if kind == "catalog":
         return err["msg"]
+    if kind == "model_type":
+        return f"expected a mapping, got {'null' if value is None else type(value).__name__}"
     if kind in ("missing", "string_too_short") or (value is None and kind.endswith("_type")):
         return "is required"
     messages = {
-        "model_type": f"expected a mapping, got {type(value).__name__}",
         "string_type": f"must be text, got {type(value).__name__}",
         "int_type": f"must be a whole number, got {value!r}",
         "list_type": f"must be a list, got {type(value).__name__}",
