@@ -294,7 +294,7 @@ def test_reflected_query_parameters_render_as_text(app, db, world):
                 response = callers[who].get(f"{url}?{urlencode({name: payload})}", headers=headers)
                 html = response.get_data(as_text=True)
                 where = f"{who} {url}?{name}= {headers or ''}"
-                if response.status_code >= 500:
+                if response.status_code != 200:  # an unknown value is dropped with a notice, never refused
                     problems.append(f"{where}: {response.status_code}")
                 problems += [f"{where}: {p}" for p in injection_problems(html)]
                 if EVALUATED.search(html):
@@ -303,6 +303,8 @@ def test_reflected_query_parameters_render_as_text(app, db, world):
     for path in ("/catalog/" + value("path").replace("/", "%2F"), "/public/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
                  "/agencies/%3Cscript%3Ealert(1)%3C%2Fscript%3E"):
         response = callers["officer"].get(path)
+        if response.status_code != 404:
+            problems.append(f"{path}: {response.status_code}")
         problems += [f"{path}: {p}" for p in injection_problems(response.get_data(as_text=True))]
     assert not problems, "\n".join(problems)
 
