@@ -118,8 +118,9 @@ def _latest_levels(measures, key, active_scope):
                         sa.func.row_number().over(partition_by=Finding.requirement_id,
                                                   order_by=(MonitoringPeriod.end_date.desc(), Finding.id.desc()))
                         .label("rn"))
-              .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
               .join(Requirement, Requirement.id == Finding.requirement_id)
+              .join(MonitoringPeriod, sa.and_(MonitoringPeriod.id == Finding.period_id,
+                                               MonitoringPeriod.agency_id == Requirement.agency_id))
               .where(active_scope, Finding.is_current.is_(True))
               .subquery())
     tops = (sa.select(ComplianceLevel.scale_id, sa.func.max(ComplianceLevel.rank).label("rank"))
