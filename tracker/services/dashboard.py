@@ -8,6 +8,9 @@ Definitions (also printed on the pages that show them):
   never counted as non-compliance);
 - overdue: due date before today and status Not started or In progress;
 - due in N days: open requirements due today or within the next N days.
+
+Every measure is aggregated in SQL by measures_by, grouped by module for one agency's dashboard and
+by agency for the roll-up, so both pages count the same way.
 """
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -119,6 +122,8 @@ def _latest_levels(measures, key, active_scope):
                                                   order_by=(MonitoringPeriod.end_date.desc(), Finding.id.desc()))
                         .label("rn"))
               .join(Requirement, Requirement.id == Finding.requirement_id)
+              # Redundant (a period and its findings' requirements share the agency), but it lets the
+              # planner start from the agency's few periods instead of scanning every finding.
               .join(MonitoringPeriod, sa.and_(MonitoringPeriod.id == Finding.period_id,
                                                MonitoringPeriod.agency_id == Requirement.agency_id))
               .where(active_scope, Finding.is_current.is_(True))
