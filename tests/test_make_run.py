@@ -1,6 +1,7 @@
 """`make run`'s gunicorn settings (scripts/gunicorn_run.py): the demo accounts printed last, quiet logs."""
 import os
 import runpy
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -89,3 +90,17 @@ def test_printed_once_by_the_last_worker_of_the_first_batch(monkeypatch, capsys,
         settings["post_worker_init"](worker)
     out = capsys.readouterr().out
     assert out.count("Decree tracker is running: http://127.0.0.1:8000/login") == 1
+
+
+def test_seed_demo_writes_the_accounts_file_once_readable_by_its_owner_only(tmp_path):
+    from tracker.cli import _write_once
+
+    path = tmp_path / "demo-accounts.txt"
+    assert _write_once(path, "first\n") is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert _write_once(path, "second\n") is False
+    assert path.read_text() == "first\n"
+    elsewhere = tmp_path / "elsewhere.txt"
+    (tmp_path / "link.txt").symlink_to(elsewhere)
+    assert _write_once(tmp_path / "link.txt", "third\n") is False
+    assert not elsewhere.exists()
