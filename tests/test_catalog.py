@@ -1,5 +1,6 @@
 """Recommendation catalog: the YAML loader (service and CLI), reloads, the real seed, pages and the API."""
 import copy
+import gc
 from datetime import date, datetime
 from pathlib import Path
 
@@ -569,6 +570,14 @@ def test_seed_cleveland_scale_is_named_by_its_levels(app, db):
     assert [(lvl.key, lvl.kind) for lvl in scale.levels] == [
         ("not_assessed", "unassessed"), ("evaluation_deferred", "deferred"), ("non_compliance", "rating"),
         ("partial", "rating"), ("operational", "rating"), ("general", "rating")]
+
+
+def test_garbage_collector_is_back_on_after_a_load_good_or_bad(db, tmp_path):
+    load_catalog(write_catalog(tmp_path, catalog_data()))
+    assert gc.isenabled()
+    with pytest.raises(CatalogError):
+        load_catalog(tmp_path / "missing.yaml")
+    assert gc.isenabled()
 
 
 def test_catalog_is_parsed_with_the_c_yaml_loader_when_there_is_one():
