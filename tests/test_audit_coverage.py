@@ -11,10 +11,12 @@ allowed to, a request that succeeds, and asserts:
 Reads: every GET rule, with the arguments the pages use, as every kind of caller, commits no
 transaction that writes anything but one of the ACTIVITY_STAMPS, each in a transaction of its own.
 """
+import ast
 import io
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -304,6 +306,26 @@ CASES = {
         "notes": "Met with dispatch.", "row_version": _version(db, w)})},
 }
 CASE_IDS = [(endpoint, name) for endpoint, cases in CASES.items() for name in cases]
+
+
+SERVICES = Path(__file__).resolve().parents[1] / "tracker" / "services"
+# backup.py only reads: it ends its read snapshots so a long copy holds no lock (a CLI command).
+MAY_END_READS = {"backup.py"}
+
+
+def test_services_never_commit_roll_back_flash_or_redirect():
+    """The transaction belongs to the view (or CLI command), which commits once: so a service's rows
+    and its audit event always commit, or roll back, together."""
+    offences = []
+    for path in sorted(SERVICES.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in {"commit", "rollback"}:
+                if not (node.attr == "rollback" and path.name in MAY_END_READS):
+                    offences.append(f"{path.name}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.module == "flask":
+                offences += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
+                             if a.name in {"flash", "redirect", "abort"}]
+    assert offences == []
 
 
 def test_every_write_route_has_a_case(app):
