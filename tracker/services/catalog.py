@@ -86,18 +86,18 @@ def _invalid(template, **context):
     return PydanticCustomError("catalog", template, context or None)
 
 
-def text(max_length=None, *, required=True):
+def plain_text(max_length=None, *, required=True):
     """Text with surrounding spaces dropped; a required one may not be blank."""
     return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1 if required else None,
                                             max_length=max_length)]
 
 
 def optional_text(max_length=None):
-    return text(max_length, required=False) | None
+    return plain_text(max_length, required=False) | None
 
 
 # A description may be left out or null; the column keeps "" then.
-Description = Annotated[text(required=False), BeforeValidator(lambda value: "" if value is None else value)]
+Description = Annotated[plain_text(required=False), BeforeValidator(lambda value: "" if value is None else value)]
 
 
 def one_of(choices, what):
@@ -107,7 +107,7 @@ def one_of(choices, what):
             raise _invalid("unknown {what} '{value}' (known: {known})", what=what, value=value,
                            known=", ".join(choices))
         return value
-    return Annotated[text(), AfterValidator(check)]
+    return Annotated[plain_text(), AfterValidator(check)]
 
 
 def _code(value):
@@ -137,7 +137,7 @@ def _deadline(value):
     return int(match.group(1)), match.group(2)
 
 
-Code = Annotated[text(32), AfterValidator(_code)]
+Code = Annotated[plain_text(32), AfterValidator(_code)]
 CatalogDate = Annotated[date, PlainValidator(_date)]
 Deadline = Annotated[tuple[int, str], PlainValidator(_deadline)]
 
@@ -149,15 +149,15 @@ class Spec(BaseModel):
 
 class ModuleSpec(Spec):
     key: one_of(MODULE_KEYS, "module key")
-    name: text(200)
+    name: plain_text(200)
     description: Description = ""
 
 
 class SourceSpec(Spec):
-    key: text(64)
-    title: text()
-    short_title: text(200)
-    jurisdiction: text(300)
+    key: plain_text(64)
+    title: plain_text()
+    short_title: plain_text(200)
+    jurisdiction: plain_text(300)
     kind: one_of(SOURCE_KINDS, "kind")
     year: int | None = None
     court: optional_text(300) = None
@@ -167,8 +167,8 @@ class SourceSpec(Spec):
 
 
 class CitationSpec(Spec):
-    source: text(64)
-    paragraphs: text(300)
+    source: plain_text(64)
+    paragraphs: plain_text(300)
     basis: one_of(CITATION_BASIS, "basis")
     note: optional_text() = None
     seen_at: optional_text(1000) = None
@@ -176,27 +176,27 @@ class CitationSpec(Spec):
 
 class RecommendationSpec(Spec):
     id: Code
-    module: text(32)
-    title: text(300)
-    summary: text()
+    module: plain_text(32)
+    title: plain_text(300)
+    summary: plain_text()
     citations: list[CitationSpec] = Field(min_length=1)
     typical_deadline: Deadline | None = None
     cadence: one_of(CADENCES, "cadence") | None = None
     cadence_note: optional_text() = None
-    evidence_examples: list[text()] = []
+    evidence_examples: list[plain_text()] = []
 
 
 class LevelSpec(Spec):
-    key: text(64)
-    label: text(200)
+    key: plain_text(64)
+    label: plain_text(200)
     kind: one_of(LEVEL_KINDS, "kind")
     rank: int = 0  # order among "rating" levels: 0 = not in compliance, higher is better
     description: Description = ""
 
 
 class ScaleSpec(Spec):
-    key: text(64)
-    name: text(200)
+    key: plain_text(64)
+    name: plain_text(200)
     description: Description = ""
     levels: list[LevelSpec]
 
