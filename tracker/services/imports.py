@@ -109,32 +109,36 @@ def parse(filename, data, agency):
         if module_key and module_key not in modules:
             problems.append(f"{where}, column 'module': unknown module '{module_key}' "
                             f"(use one of {', '.join(modules)})")
-        due = None
-        due_text, deadline_text = cell("due_date"), cell("deadline")
-        if due_text and deadline_text:
-            problems.append(f"{where}: give either 'due_date' or 'deadline', not both")
-        elif due_text:
-            try:
-                if not DATE_RE.match(due_text):
-                    raise ValueError
-                due = date.fromisoformat(due_text[:10])
-            except ValueError:
-                problems.append(f"{where}, column 'due_date': '{due_text}' is not a date like 2026-03-31")
-        elif deadline_text:
-            match = DEADLINE_RE.match(deadline_text)
-            if not match:
-                problems.append(f"{where}, column 'deadline': '{deadline_text}' is not like '180 days' or '12 months'")
-            elif agency.effective_date is None:
-                problems.append(f"{where}, column 'deadline': the agency has no effective date to count from")
-            else:
-                amount, unit = int(match.group(1)), match.group(2).lower()
-                due = (add_months(agency.effective_date, amount) if unit.startswith("month")
-                       else agency.effective_date + timedelta(days=amount))
+        due = _due_date(cell("due_date"), cell("deadline"), agency, where, problems)
         records.append({"code": code,
                         "title": title, "summary": cell("text"), "module_key": module_key, "due_date": due})
     if problems:
         raise ImportFailed(filename, problems)
     return records, modules
+
+
+def _due_date(due_text, deadline_text, agency, where, problems):
+    """The row's due date from a date or a deadline relative to the effective date; None when blank or wrong."""
+    if due_text and deadline_text:
+        problems.append(f"{where}: give either 'due_date' or 'deadline', not both")
+    elif due_text:
+        if DATE_RE.match(due_text):
+            try:
+                return date.fromisoformat(due_text[:10])
+            except ValueError:
+                pass
+        problems.append(f"{where}, column 'due_date': '{due_text}' is not a date like 2026-03-31")
+    elif deadline_text:
+        match = DEADLINE_RE.match(deadline_text)
+        if not match:
+            problems.append(f"{where}, column 'deadline': '{deadline_text}' is not like '180 days' or '12 months'")
+        elif agency.effective_date is None:
+            problems.append(f"{where}, column 'deadline': the agency has no effective date to count from")
+        else:
+            amount, unit = int(match.group(1)), match.group(2).lower()
+            return (add_months(agency.effective_date, amount) if unit.startswith("month")
+                    else agency.effective_date + timedelta(days=amount))
+    return None
 
 
 def import_paragraphs(agency, filename, data, *, actor):
