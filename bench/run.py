@@ -50,6 +50,7 @@ def build(app, agencies=AGENCIES, per_agency=PER_AGENCY, history=10, evidence=2,
         ComplianceScale,
         Evidence,
         Finding,
+        Instrument,
         Membership,
         MonitoringPeriod,
         Recommendation,
@@ -59,6 +60,7 @@ def build(app, agencies=AGENCIES, per_agency=PER_AGENCY, history=10, evidence=2,
         utcnow,
     )
     from tracker.passwords import hash_password
+    from tracker.services import paragraphs
     from tracker.services.catalog import load_catalog
 
     with app.app_context():
@@ -81,9 +83,13 @@ def build(app, agencies=AGENCIES, per_agency=PER_AGENCY, history=10, evidence=2,
         monitor_id, officer_id = ids["monitor@bench.example"], ids["officer@bench.example"]
         db.session.execute(sa.insert(Agency), [
             {"name": f"Bench City {i:03d} Police Department", "slug": f"bench-{i:03d}", "state": "OH",
-             "effective_date": date(2024, 1, 1) + timedelta(days=i), "scale_id": scale.id, "public_enabled": False,
-             "sustainment_months": 24, "created_at": now} for i in range(agencies)])
+             "public_enabled": False, "created_at": now} for i in range(agencies)])
         agency_ids = db.session.execute(sa.select(Agency.id).order_by(Agency.id)).scalars().all()
+        db.session.execute(sa.insert(Instrument), [
+            {"agency_id": a, "short_name": "Consent Decree", "title": "Consent decree", "position": 0,
+             "effective_date": date(2024, 1, 1) + timedelta(days=i), "scale_id": scale.id, "sustainment_months": 24,
+             "created_at": now} for i, a in enumerate(agency_ids)])
+        instrument_ids = dict(db.session.execute(sa.select(Instrument.agency_id, Instrument.id)).all())
         db.session.execute(sa.insert(Membership), [
             *({"user_id": monitor_id, "agency_id": a, "role": "monitor", "created_at": now}
               for a in agency_ids[:monitored]),
@@ -94,9 +100,11 @@ def build(app, agencies=AGENCIES, per_agency=PER_AGENCY, history=10, evidence=2,
             rows = []
             for n in range(per_agency):
                 rec = recs[n % len(recs)]
+                code = rec.code if n < len(recs) else f"¶ {100 + n}"
                 rows.append({
-                    "agency_id": agency_id, "recommendation_id": rec.id if n < len(recs) else None,
-                    "module_id": rec.module_id, "code": rec.code if n < len(recs) else f"¶ {100 + n}",
+                    "agency_id": agency_id, "instrument_id": instrument_ids[agency_id],
+                    "recommendation_id": rec.id if n < len(recs) else None, "module_id": rec.module_id, "code": code,
+                    "code_key": paragraphs.id_key(code), "sort_key": paragraphs.sort_key(code),
                     "title": rec.title, "summary": rec.summary, "citation_text": f"Decree ¶ {100 + n}",
                     "status": statuses[(n + a_index) % 4], "owner_id": officer_id if n % 3 else None,
                     "due_date": today + timedelta(days=(n * 7) % 400 - 60), "due_date_derived": False,
@@ -117,7 +125,7 @@ def build(app, agencies=AGENCIES, per_agency=PER_AGENCY, history=10, evidence=2,
                 for r in req_ids for e in range(evidence)])
             db.session.execute(sa.insert(MonitoringPeriod), [
                 {"agency_id": agency_id, "name": "Report 1", "start_date": date(2025, 1, 1),
-                 "end_date": date(2025, 6, 30), "state": "closed", "closed_at": now},
+                 "end_date": date(2025, 6, 30), "state": "filed", "filed_at": now},
                 {"agency_id": agency_id, "name": "Report 2", "start_date": date(2025, 7, 1),
                  "end_date": date(2025, 12, 31), "state": "open"}])
             periods = db.session.execute(sa.select(MonitoringPeriod.id).where(

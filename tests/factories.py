@@ -8,6 +8,7 @@ from tracker.models import (
     Citation,
     ComplianceLevel,
     ComplianceScale,
+    Instrument,
     Membership,
     Module,
     Recommendation,
@@ -79,14 +80,31 @@ def make_scale(key=None):
     return scale
 
 
+INSTRUMENT_TERMS = ("source_id", "sustainment_months", "approved_date", "court", "case_number")
+
+
 def make_agency(slug=None, **kw):
+    """An agency with its primary instrument (effective date, scale, sustainment period, source)."""
     n = _n()
     scale = kw.pop("scale", None) or make_scale()
-    agency = Agency(name=kw.pop("name", f"Agency {n}"), slug=slug or f"agency-{n}", state=kw.pop("state", "OH"),
-                    effective_date=kw.pop("effective_date", date(2025, 1, 1)), scale_id=scale.id, **kw)
+    terms = {k: kw.pop(k) for k in INSTRUMENT_TERMS if k in kw}
+    effective = kw.pop("effective_date", date(2025, 1, 1))
+    agency = Agency(name=kw.pop("name", f"Agency {n}"), slug=slug or f"agency-{n}", state=kw.pop("state", "OH"), **kw)
     db.session.add(agency)
     db.session.flush()
+    make_instrument(agency, short_name="Consent Decree", effective_date=effective, scale=scale, **terms)
     return agency
+
+
+def make_instrument(agency, *, short_name=None, scale=None, **kw):
+    position = len(agency.instruments)
+    instrument = Instrument(agency_id=agency.id, short_name=short_name or f"Instrument {_n()}",
+                            title=kw.pop("title", short_name or "Agreement"), position=position,
+                            scale_id=(scale or agency.scale or make_scale()).id, **kw)
+    db.session.add(instrument)
+    db.session.flush()
+    db.session.refresh(agency, ["instruments"])
+    return instrument
 
 
 def make_recommendation(code=None, module=None, **kw):
@@ -102,8 +120,9 @@ def make_recommendation(code=None, module=None, **kw):
 
 def make_requirement(agency, *, module=None, code=None, **kw):
     module = module or make_module()
+    instrument_id = kw.pop("instrument", None) or agency.primary_instrument
     req = Requirement(agency_id=agency.id, module_id=module.id, code=code or f"REQ-{_n():03d}",
-                      title=kw.pop("title", "A requirement"), **kw)
+                      instrument_id=instrument_id.id, title=kw.pop("title", "A requirement"), **kw)
     db.session.add(req)
     db.session.flush()
     return req

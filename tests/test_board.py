@@ -396,7 +396,8 @@ def test_board_query_count_is_constant(client, auth, db, world, count_queries, n
     today = _today()
 
     def add(n, start):
-        new = [Requirement(agency_id=a.id, module_id=(cit if i % 2 else data).id, code=f"BULK-{start + i:04d}",
+        new = [Requirement(agency_id=a.id, instrument_id=a.primary_instrument.id,
+                           module_id=(cit if i % 2 else data).id, code=f"BULK-{start + i:04d}",
                            title=f"Bulk {start + i}", owner_id=officers[i % 3],
                            due_date=today + timedelta(days=(i % 60) - 20),
                            status=("not_started", "in_progress", "implemented")[i % 3])

@@ -252,7 +252,7 @@ def test_a_row_clashing_with_a_catalog_requirement_writes_nothing(client, auth, 
 
 
 def test_deadline_needs_an_effective_date(client, auth, db, imp):
-    imp["a"].effective_date = None
+    imp["a"].primary_instrument.effective_date = None
     db.session.commit()
     _login(auth, imp)
     r = _post(auth, imp, HEADER + "\n1,Title,,cit,,180 days\n")

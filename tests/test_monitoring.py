@@ -79,10 +79,10 @@ def _level(scale, key):
     return next(lvl for lvl in scale.levels if lvl.key == key)
 
 
-def _period(db, agency, name, start, end, state="closed"):
+def _period(db, agency, name, start, end, state="filed"):
     period = MonitoringPeriod(agency_id=agency.id, name=name, start_date=date.fromisoformat(start),
                               end_date=date.fromisoformat(end), state=state,
-                              closed_at=utcnow() if state == "closed" else None)
+                              filed_at=utcnow() if state == "filed" else None)
     db.session.add(period)
     db.session.flush()
     return period
@@ -235,7 +235,7 @@ def test_a_level_outside_the_agencys_scale_is_refused(client, auth, db, mon):
         r = auth.post(_finding_url(period, mon["reqs"]["cit1"]), {"level_id": level, "narrative": "x"})
         assert r.status_code == 422, level
         html = r.get_data(as_text=True)
-        assert "Choose a level of this agency&#39;s scale (Cleveland-style scale)." in html, level
+        assert "Choose a level of this requirement&#39;s scale (Cleveland-style scale)." in html, level
         assert _count(db, Finding) == 0 and _audits(db) == [], level
     # Without the field at all.
     assert auth.post(_finding_url(period, mon["reqs"]["cit1"]), {"narrative": "x"}).status_code == 422
@@ -268,7 +268,7 @@ def test_htmx_finding_answers_with_the_row(client, auth, db, mon):
     r = auth.post(_finding_url(period, req), {"level_id": "nope"}, headers=headers)
     assert r.status_code == 422
     html = r.get_data(as_text=True)
-    assert f'id="finding-{req.id}-error"' in html and "Choose a level of this agency" in html
+    assert f'id="finding-{req.id}-error"' in html and "Choose a level of this requirement" in html
     assert _count(db, Finding) == 1
 
 
@@ -316,11 +316,11 @@ def test_closing_freezes_findings_and_a_correction_is_a_new_audited_entry(client
     assert r.status_code == 303
     db.session.expire_all()
     period = db.session.get(MonitoringPeriod, period.id)
-    assert period.state == "closed" and period.closed_at is not None
-    assert period.closed_by_id == mon["users"]["monitor"].id
+    assert period.state == "filed" and period.filed_at is not None
+    assert period.filed_by_id == mon["users"]["monitor"].id
     close = _audits(db)[-1]
     assert close.action == "period.close" and close.agency_id == mon["a"].id
-    assert close.before == {"state": "open"} and close.after == {"state": "closed"}
+    assert close.before == {"state": "open"} and close.after == {"state": "filed"}
     html = client.get(r.headers["Location"]).get_data(as_text=True)
     assert "Report 1 is closed; its findings are frozen." in html
     assert "Close Report 1" not in html and "Record a correction" in html
@@ -355,7 +355,7 @@ def test_closing_freezes_findings_and_a_correction_is_a_new_audited_entry(client
     assert event.before == {"level": "partial"}
     assert event.after["correction_reason"] == "Transcription error in the report" and event.after["level"] == "general"
     db.session.expire_all()
-    assert db.session.get(MonitoringPeriod, period.id).state == "closed"  # still closed
+    assert db.session.get(MonitoringPeriod, period.id).state == "filed"  # still closed
     html = client.get(f"/agencies/agency-a/periods/{period.id}").get_data(as_text=True)
     row = _row(html, "finding", req.id)
     assert "General compliance</strong>" in row and "Corrected" in row
@@ -675,7 +675,7 @@ def test_sustainment_without_a_period_set_and_month_end_dates(client, auth, db, 
     page = _text(client.get(f"/agencies/agency-b/requirements/{req.id}").get_data(as_text=True))
     assert ("at Full compliance since Feb 29, 2024; no sustainment period is set for the agency.") in page
     b = db.session.get(type(b), b.id)
-    b.sustainment_months = 12
+    b.primary_instrument.sustainment_months = 12
     db.session.commit()
     assert monitoring.sustainment(b, 3) == {req.id: (date(2024, 2, 29), date(2025, 2, 28))}
 

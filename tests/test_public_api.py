@@ -243,7 +243,7 @@ def test_api_findings_are_current_and_paginated(client, auth, world):
                    ("A-001", "Report 2", "full", "SENTINEL-NARRATIVE-4"),
                    ("A-004", "Report 2", "not_assessed", "")]
     corrected = everything["items"][1]
-    assert corrected["correction_reason"] == "SENTINEL-CORRECTION-1" and corrected["period_state"] == "closed"
+    assert corrected["correction_reason"] == "SENTINEL-CORRECTION-1" and corrected["period_state"] == "filed"
     assert everything["items"][3]["level_kind"] == "unassessed"
     page = client.get(f"{url}?page=2&per_page=3").json
     assert (page["page"], page["pages"], page["total"], page["next"]) == (2, 2, 4, None)

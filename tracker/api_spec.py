@@ -69,7 +69,8 @@ FINDING = {
                  "level_kind", "narrative", "recorded_at", "correction_reason"],
     "properties": {
         "requirement": {"type": "string"}, "period": {"type": "string"}, "period_start": DATE, "period_end": DATE,
-        "period_state": {"enum": ["open", "closed"]}, "level": {"type": "string"}, "level_label": {"type": "string"},
+        "period_state": {"enum": ["open", "shared", "filed"]}, "level": {"type": "string"},
+        "level_label": {"type": "string"},
         "level_kind": {"enum": ["unassessed", "deferred", "rating"]}, "narrative": {"type": "string"},
         "recorded_at": {"type": "string", "format": "date-time"}, "correction_reason": NULLABLE_STRING,
     },

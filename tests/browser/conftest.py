@@ -91,6 +91,9 @@ def check_a11y():
     axe = Axe()
 
     def _check(page):
+        # Never judge a page half-swapped: wait until htmx has no request in flight and the page has its <main>.
+        page.wait_for_function("() => document.readyState === 'complete' && document.querySelector('main') "
+                               "&& !document.querySelector('.htmx-request')")
         results = axe.run(page)
         assert results.violations_count == 0, results.generate_report()
 

@@ -35,6 +35,7 @@ def test_admin_sets_up_agency_and_officer_sees_requirements(page, live_server, l
     check_a11y(page)
     sign_in(page, live_server, "admin@example.test")
     page.get_by_role("link", name="Administration").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Administration")  # the boosted swap has landed
     check_a11y(page)
     page.get_by_role("link", name="Create an agency").click()
     page.get_by_label("Agency name").fill("Lakeview Police Department")

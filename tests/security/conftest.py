@@ -156,7 +156,7 @@ def world(app, db):
     file_ev_b = store_file(db, req_b, users["officer_b"], content=PDF + b"%b", title="B's file")
     levels = {lvl.key: lvl for lvl in a.scale.levels}
     closed = MonitoringPeriod(agency_id=a.id, name="Report 1", start_date=date(2025, 1, 1),
-                              end_date=date(2025, 6, 30), state="closed")
+                              end_date=date(2025, 6, 30), state="filed")
     open_ = MonitoringPeriod(agency_id=a.id, name="Report 2", start_date=date(2025, 7, 1),
                              end_date=date(2025, 12, 31))
     period_b = MonitoringPeriod(agency_id=b.id, name="B report", start_date=date(2025, 1, 1),

@@ -85,9 +85,9 @@ def _only(d, **allowed):
 HOSTILE = {
     "id": "424242", "agency_id": None, "requirement_id": None, "user_id": None, "owner_id": None,
     "created_by": None, "created_by_id": None, "author_id": None, "actor_id": None, "uploaded_by_id": None,
-    "reviewer_id": None, "monitor_id": None, "closed_by_id": None, "is_admin": "1", "active": "0", "role": "admin",
-    "review_state": "accepted", "status": "implemented", "state": "closed", "row_version": "99", "scale_id": None,
-    "created_at": "2000-01-01", "updated_at": "2000-01-01", "closed_at": "2000-01-01", "terminated_at": "2000-01-01",
+    "reviewer_id": None, "monitor_id": None, "filed_by_id": None, "is_admin": "1", "active": "0", "role": "admin",
+    "review_state": "accepted", "status": "implemented", "state": "filed", "row_version": "99", "scale_id": None,
+    "created_at": "2000-01-01", "updated_at": "2000-01-01", "filed_at": "2000-01-01", "terminated_at": "2000-01-01",
     "sha256": "0" * 64, "size_bytes": "1", "media_type": "text/html", "filename": "evil.html", "superseded": "1",
     "supersedes_id": None, "is_current": "0", "period_id": None, "level_id": None, "token_hash": "0" * 64,
     "prefix": "dt_api_xxxx", "revoked_at": "2000-01-01", "password_hash": "x", "totp_secret": "JBSWY3DPEHPK3PXP",
@@ -104,7 +104,7 @@ def hostile(world, *keep):
            "created_by_id": world["users"]["admin"].id, "author_id": world["users"]["admin"].id,
            "actor_id": world["users"]["admin"].id, "uploaded_by_id": world["users"]["officer_b"].id,
            "reviewer_id": world["users"]["officer"].id, "monitor_id": world["users"]["officer"].id,
-           "closed_by_id": world["users"]["officer"].id, "scale_id": world["b"].scale_id,
+           "filed_by_id": world["users"]["officer"].id, "scale_id": world["b"].scale_id,
            "supersedes_id": world["link"].id, "period_id": world["period_b"].id,
            "level_id": world["levels"]["full"].id}
     data = {k: (ids[k] if v is None else v) for k, v in HOSTILE.items()}
@@ -189,7 +189,7 @@ def test_monitoring_forms_ignore_extra_fields(db, world, staff):
     assert r.status_code == 303
     _only(d, monitoring_period=1, audit_event=1)
     period = db.session.execute(sa.select(MonitoringPeriod).where(MonitoringPeriod.name == "Report 3")).scalar_one()
-    assert (period.agency_id, period.state, period.closed_at, period.closed_by_id) == (a.id, "open", None, None)
+    assert (period.agency_id, period.state, period.filed_at, period.filed_by_id) == (a.id, "open", None, None)
     assert db.session.get(type(a), a.id).scale_id == scale_before
 
     url = f"/agencies/agency-a/periods/{period.id}/findings/{req.id}"
@@ -204,9 +204,9 @@ def test_monitoring_forms_ignore_extra_fields(db, world, staff):
 
     r, d = _post(db, monitor, f"/agencies/agency-a/periods/{period.id}/close", hostile(world))
     assert r.status_code == 303
-    _only(d, monitoring_period={"state", "closed_at", "closed_by_id"}, audit_event=1)
+    _only(d, monitoring_period={"state", "filed_on", "filed_at", "filed_by_id"}, audit_event=1)
     period = db.session.get(MonitoringPeriod, period.id)
-    assert period.closed_by_id == world["users"]["monitor"].id and period.closed_at.year != 2000
+    assert period.filed_by_id == world["users"]["monitor"].id and period.filed_at.year != 2000
 
 
 def test_review_decision_ignores_extra_fields(db, world, staff):
@@ -351,13 +351,13 @@ def _server_only(world):
     """Fields no form has, with values pointing outside what the caller may touch (agency B, another user)."""
     other = world["users"]["officer_b"].id
     return {
-        "id": "424242", "created_at": "2000-01-01", "updated_at": "2000-01-01", "closed_at": "2000-01-01",
+        "id": "424242", "created_at": "2000-01-01", "updated_at": "2000-01-01", "filed_at": "2000-01-01",
         "revoked_at": "2000-01-01", "locked_at": "2000-01-01", "terminated_at": "2000-01-01",
         "last_login_at": "2000-01-01", "sha256": "0" * 64, "size_bytes": "1", "media_type": "text/html",
         "filename": "evil.html", "token_hash": "0" * 64, "prefix": "dt_api_xxxx", "password_hash": "x",
         "totp_secret": "JBSWY3DPEHPK3PXP", "totp_pending_secret": "JBSWY3DPEHPK3PXP", "failed_logins": "99",
         "is_admin": "1", "active": "0", "uploaded_by_id": other, "reviewer_id": other, "monitor_id": other,
-        "author_id": other, "actor_id": other, "created_by": other, "created_by_id": other, "closed_by_id": other,
+        "author_id": other, "actor_id": other, "created_by": other, "created_by_id": other, "filed_by_id": other,
         "user_id": other, "review_state": "returned", "requirement_id": world["req_b"].id,
         "period_id": world["period_b"].id, "module_id": "999", "recommendation_id": "999", "state": "bogus",
         "supersedes_id": world["file_b"].id, "evidence_id": world["file_b"].id, "decision_by": other,

@@ -23,6 +23,8 @@ CITATION_BASIS = {
 }
 
 CADENCES = ("monthly", "quarterly", "semiannual", "annual")
+# The catalog's cadences as months between occurrences of a recurring duty.
+CADENCE_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
 
 
 class Module(Base):

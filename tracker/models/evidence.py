@@ -21,6 +21,8 @@ class Evidence(Base):
     )
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     requirement_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("requirement.id"), index=True)
+    # For a recurring duty: the occurrence this evidence shows was met.
+    occurrence_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("occurrence.id"), index=True)
     kind: so.Mapped[str] = so.mapped_column(sa.String(8))
     title: so.Mapped[str] = so.mapped_column(sa.String(300))
     description: so.Mapped[str] = so.mapped_column(sa.Text, default="")

@@ -20,7 +20,10 @@ OPEN_STATUSES = ("not_started", "in_progress")
 class Requirement(Timestamped, Base):
     __tablename__ = "requirement"
     __table_args__ = (
-        sa.UniqueConstraint("agency_id", "code"),
+        # "¶ 47" and "47" are the same paragraph: uniqueness is on the normalised id.
+        sa.UniqueConstraint("agency_id", "code_key"),
+        sa.Index("ix_requirement_agency_sort", "agency_id", "sort_key"),
+        sa.CheckConstraint("deadline_unit IN ('days', 'months')", name="deadline_unit"),
         sa.CheckConstraint(
             "status IN ('not_started', 'in_progress', 'implemented', 'not_applicable')", name="status"
         ),
@@ -32,7 +35,14 @@ class Requirement(Timestamped, Base):
         sa.ForeignKey("recommendation.id"), index=True
     )
     module_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("module.id"), index=True)
+    # The decree, agreement or order this requirement comes from; relative deadlines count from its effective date.
+    instrument_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("instrument.id"), index=True)
+    section_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("decree_section.id"), index=True)
+    entity_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("responsible_entity.id"), index=True)
+    # The id as the decree writes it ("¶ 131(d)", "¶¶ 61–63", "CIT-004"); code_key and sort_key follow it.
     code: so.Mapped[str] = so.mapped_column(sa.String(64))
+    code_key: so.Mapped[str] = so.mapped_column(sa.String(64))
+    sort_key: so.Mapped[str] = so.mapped_column(sa.String(400))
     title: so.Mapped[str] = so.mapped_column(sa.String(300))
     summary: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     citation_text: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
@@ -42,6 +52,13 @@ class Requirement(Timestamped, Base):
     # True while the due date follows the effective date + typical deadline (recomputed when the
     # court moves the effective date); False once someone set it by hand.
     due_date_derived: so.Mapped[bool] = so.mapped_column(default=True)
+    # The deadline as the decree words it, and its offset from the instrument's effective date when relative.
+    deadline_text: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
+    deadline_amount: so.Mapped[int | None]
+    deadline_unit: so.Mapped[str | None] = so.mapped_column(sa.String(8))
+    # A recurring duty: months between occurrences, and the cadence as the decree words it.
+    cadence_months: so.Mapped[int | None]
+    cadence_text: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
     notes: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     updated_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, onupdate=utcnow)
     terminated_at: so.Mapped[date | None]
@@ -51,6 +68,9 @@ class Requirement(Timestamped, Base):
     __mapper_args__ = {"version_id_col": row_version}
 
     agency = so.relationship("Agency")
+    instrument = so.relationship("Instrument")
+    section = so.relationship("DecreeSection")
+    entity = so.relationship("ResponsibleEntity")
     recommendation = so.relationship("Recommendation")
     module = so.relationship("Module", lazy="joined")
     owner = so.relationship("User")
@@ -58,6 +78,18 @@ class Requirement(Timestamped, Base):
     @property
     def status_label(self):
         return STATUSES.get(self.status, self.status)
+
+    @so.validates("code")
+    def _derive_keys(self, _name, code):
+        from tracker.services.paragraphs import id_key, sort_key
+
+        self.code_key = id_key(code)[:64]
+        self.sort_key = sort_key(code)
+        return code
+
+    @property
+    def recurring(self):
+        return self.cadence_months is not None
 
     @hybrid_property
     def is_open(self):

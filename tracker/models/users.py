@@ -61,6 +61,8 @@ class Membership(Timestamped, Base):
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user_account.id"), index=True)
     agency_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("agency.id"), index=True)
     role: so.Mapped[str] = so.mapped_column(sa.String(16))
+    # A committee member who chairs the committee (submits its recommendations).
+    is_chair: so.Mapped[bool] = so.mapped_column(default=False)
 
     user: so.Mapped[User] = so.relationship(back_populates="memberships")
     agency = so.relationship("Agency", lazy="joined")

@@ -6,7 +6,17 @@ from datetime import date, timedelta
 import sqlalchemy as sa
 
 from tracker.extensions import db
-from tracker.models import Agency, ComplianceScale, DeadlineChange, Module, Recommendation, Requirement, Source
+from tracker.models import (
+    INSTRUMENT_KINDS,
+    Agency,
+    ComplianceScale,
+    DeadlineChange,
+    Instrument,
+    Module,
+    Recommendation,
+    Requirement,
+    Source,
+)
 from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 
@@ -15,8 +25,10 @@ US_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
     "NC ND OH OK OR PA PR RI SC SD TN TX UT VT VA WA WV WI WY GU VI AS MP".split()
 )
-AGENCY_FIELDS = ("name", "slug", "state", "source_id", "effective_date", "scale_id", "sustainment_months",
-                 "public_enabled")
+AGENCY_COLUMNS = ("name", "slug", "state", "public_enabled")
+# The agency form also sets the terms of its primary instrument.
+PRIMARY_TERMS = ("source_id", "effective_date", "scale_id", "sustainment_months")
+AGENCY_FIELDS = AGENCY_COLUMNS + PRIMARY_TERMS
 
 
 def add_months(start, months):
@@ -25,13 +37,14 @@ def add_months(start, months):
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
 
 
-def derive_due_date(effective_date, recommendation):
-    """Effective date + the recommendation's typical deadline; None when either is unknown."""
-    if effective_date is None or recommendation is None or recommendation.deadline_amount is None:
+def derive_due_date(effective_date, offset):
+    """Effective date + a relative deadline (`offset` is a requirement or recommendation with deadline_amount and
+    deadline_unit); None when either is unknown."""
+    if effective_date is None or offset is None or offset.deadline_amount is None:
         return None
-    if recommendation.deadline_unit == "months":
-        return add_months(effective_date, recommendation.deadline_amount)
-    return effective_date + timedelta(days=recommendation.deadline_amount)
+    if offset.deadline_unit == "months":
+        return add_months(effective_date, offset.deadline_amount)
+    return effective_date + timedelta(days=offset.deadline_amount)
 
 
 def agency_problems(values, agency=None):
@@ -80,41 +93,55 @@ def _validate(values, agency=None):
 
 
 def create_agency(values, *, actor=None):
+    """A new agency and its primary instrument (the decree the form describes)."""
     clean = _validate(values)
-    agency = Agency(**clean)
+    agency = Agency(**{k: clean[k] for k in AGENCY_COLUMNS})
     db.session.add(agency)
     db.session.flush()
+    source = db.session.get(Source, clean["source_id"]) if clean["source_id"] else None
+    instrument = Instrument(
+        agency_id=agency.id, position=0, short_name=(source.short_title if source else "Decree")[:100],
+        title=source.title if source else f"{agency.name} decree",
+        kind=source.kind if source and source.kind in INSTRUMENT_KINDS else "consent_decree",
+        court=(source.court or "") if source else "", **{k: clean[k] for k in PRIMARY_TERMS})
+    db.session.add(instrument)
+    db.session.flush()
+    db.session.refresh(agency, ["instruments"])
     audit.record("agency.create", agency, after=audit.snapshot(agency, AGENCY_FIELDS), actor=actor)
     return agency
 
 
 def update_agency(agency, values, *, actor=None):
-    """Edit an agency. A moved effective date moves every derived due date with it."""
+    """Edit an agency and its primary instrument's terms. A moved effective date moves every derived due date."""
     clean = _validate(values, agency)
     before = audit.snapshot(agency, AGENCY_FIELDS)
-    moved = clean["effective_date"] != agency.effective_date
-    for name, value in clean.items():
-        setattr(agency, name, value)
+    instrument = agency.primary_instrument
+    moved = clean["effective_date"] != instrument.effective_date
+    for name in AGENCY_COLUMNS:
+        setattr(agency, name, clean[name])
+    for name in PRIMARY_TERMS:
+        setattr(instrument, name, clean[name])
     recomputed = 0
     if moved:
-        recomputed = recompute_due_dates(agency, actor=actor)
+        recomputed = recompute_due_dates(instrument, actor=actor)
     db.session.flush()
     audit.record("agency.update", agency, before=before,
                  after={**audit.snapshot(agency, AGENCY_FIELDS), "due_dates_recomputed": recomputed}, actor=actor)
     return recomputed
 
 
-def recompute_due_dates(agency, *, actor=None):
-    """Move every derived due date with the effective date. Each move is a deadline change (shown on the
-    requirement's timeline) with its own audit event; dates set by hand stay where they are."""
+def recompute_due_dates(instrument, *, actor=None):
+    """Move every derived due date of the instrument's requirements with its effective date. Each move is a
+    deadline change (shown on the requirement's timeline) with its own audit event; dates set by hand stay."""
     requirements = db.session.execute(
-        sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.due_date_derived.is_(True))
-        .options(sa.orm.joinedload(Requirement.recommendation))
+        sa.select(Requirement).where(Requirement.instrument_id == instrument.id,
+                                     Requirement.due_date_derived.is_(True))
     ).scalars().all()
-    reason = f"Effective date moved to {agency.effective_date.isoformat() if agency.effective_date else 'none'}"
+    effective = instrument.effective_date
+    reason = f"Effective date moved to {effective.isoformat() if effective else 'none'}"
     changed = 0
     for req in requirements:
-        new = derive_due_date(agency.effective_date, req.recommendation)
+        new = derive_due_date(effective, req)
         if new == req.due_date:
             continue
         old, req.due_date = req.due_date, new
@@ -151,13 +178,16 @@ def adopt(agency, module_keys=None, *, actor=None):
         sa.select(Requirement.recommendation_id).where(Requirement.agency_id == agency.id)
     ).scalars())
     created = []
+    instrument = agency.primary_instrument
     for rec in db.session.execute(query.order_by(Recommendation.code)).scalars():
         if rec.id in taken:
             continue
         req = Requirement(
-            agency_id=agency.id, recommendation_id=rec.id, module_id=rec.module_id, code=rec.code,
-            title=rec.title, summary=rec.summary, citation_text=citation_text(rec),
-            due_date=derive_due_date(agency.effective_date, rec), due_date_derived=True,
+            agency_id=agency.id, instrument_id=instrument.id, recommendation_id=rec.id, module_id=rec.module_id,
+            code=rec.code, title=rec.title, summary=rec.summary, citation_text=citation_text(rec),
+            deadline_amount=rec.deadline_amount, deadline_unit=rec.deadline_unit,
+            deadline_text=rec.typical_deadline or "",
+            due_date=derive_due_date(instrument.effective_date, rec), due_date_derived=True,
         )
         db.session.add(req)
         created.append(rec.code)

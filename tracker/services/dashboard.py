@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from tracker.extensions import db
 from tracker.models import (
     STATUSES,
-    Agency,
     AuditEvent,
     ComplianceLevel,
     Evidence,
@@ -134,8 +133,8 @@ def _latest_levels(measures, key, active_scope):
         sa.select(ranked.c.key, ComplianceLevel.label, sa.func.count(),
                   _count_if(sa.and_(ComplianceLevel.kind == "rating", ComplianceLevel.rank == tops.c.rank)))
         .join(ComplianceLevel, ComplianceLevel.id == ranked.c.level_id)
-        .join(Agency, Agency.id == ranked.c.agency_id)
-        .outerjoin(tops, tops.c.scale_id == Agency.scale_id)
+        # "Top" is judged within the level's own scale (each instrument has its scale).
+        .outerjoin(tops, tops.c.scale_id == ComplianceLevel.scale_id)
         .where(ranked.c.rn == 1)
         .group_by(ranked.c.key, ComplianceLevel.label)
     ).all():

@@ -151,7 +151,8 @@ def import_paragraphs(agency, filename, data, *, actor):
         values = {"title": rec["title"], "summary": rec["summary"], "module_id": modules[rec["module_key"]].id,
                   "citation_text": f"{agency.name} decree {rec['code']}"[:300]}
         if req is None:
-            req = Requirement(agency_id=agency.id, code=rec["code"], due_date=rec["due_date"],
+            req = Requirement(agency_id=agency.id, instrument_id=agency.primary_instrument.id, code=rec["code"],
+                              due_date=rec["due_date"],
                               due_date_derived=False, **values)
             db.session.add(req)
             added.append(rec["code"])

@@ -45,13 +45,14 @@ def create_period(agency, name, start, end, *, actor):
 
 
 def close_period(period, *, actor):
-    if period.state == "closed":
+    if period.state == "filed":
         raise ValidationFailed({"period": "This period is already closed."})
-    period.state = "closed"
-    period.closed_at = utcnow()
-    period.closed_by_id = actor.id
+    period.state = "filed"
+    period.filed_on = utcnow().date()
+    period.filed_at = utcnow()
+    period.filed_by_id = actor.id
     db.session.flush()
-    audit.record("period.close", period, actor=actor, before={"state": "open"}, after={"state": "closed"})
+    audit.record("period.close", period, actor=actor, before={"state": "open"}, after={"state": "filed"})
 
 
 def scale_levels(agency):
@@ -74,16 +75,14 @@ def record_finding(requirement, period, level_id, narrative, *, actor, correctio
     errors = {}
     if period.agency_id != requirement.agency_id:
         raise ValidationFailed({"period": "The period belongs to another agency."})
-    from tracker.models import Agency
-
-    agency = db.session.get(Agency, requirement.agency_id)
     try:
         level_id = int(level_id)
     except (TypeError, ValueError):
         level_id = None
     level = db.session.get(ComplianceLevel, level_id) if level_id else None
-    if level is None or level.scale_id != agency.scale_id:
-        errors["level_id"] = f"Choose a level of this agency's scale ({agency.scale.name})."
+    scale = requirement.instrument.scale
+    if level is None or level.scale_id != scale.id:
+        errors["level_id"] = f"Choose a level of this requirement's scale ({scale.name})."
     narrative = (narrative or "").strip()
     if len(narrative) > 20000:
         errors["narrative"] = "The narrative must be at most 20,000 characters."
@@ -94,7 +93,7 @@ def record_finding(requirement, period, level_id, narrative, *, actor, correctio
         errors["requirement"] = (f"{requirement.code} was terminated by the court on "
                                  f"{requirement.terminated_at.isoformat()}, before this period began; "
                                  "it is no longer rated.")
-    if period.state == "closed" and not correction_reason:
+    if period.state == "filed" and not correction_reason:
         errors["period"] = (f"{period.name} is closed and its findings are frozen. Record a correction "
                             "with a reason instead.")
     if errors:
@@ -112,10 +111,10 @@ def record_finding(requirement, period, level_id, narrative, *, actor, correctio
         previous.is_current = False
     finding = Finding(requirement_id=requirement.id, period_id=period.id, level_id=level.id, narrative=narrative,
                       monitor_id=actor.id, supersedes_id=previous.id if previous else None,
-                      correction_reason=correction_reason if period.state == "closed" else None)
+                      correction_reason=correction_reason if period.state == "filed" else None)
     db.session.add(finding)
     db.session.flush()
-    audit.record("finding.correct" if period.state == "closed" else "finding.record", finding,
+    audit.record("finding.correct" if period.state == "filed" else "finding.record", finding,
                  agency_id=requirement.agency_id, actor=actor,
                  before={"level": previous.level.key} if previous else None,
                  after={"requirement": requirement.code, "period": period.name, "level": level.key,

@@ -82,7 +82,7 @@ def period(slug, period_id):
     agency = agency_or_404(slug)
     period = get_scoped_or_404(MonitoringPeriod, period_id, agency)
     context = _grid_context(agency, period)
-    if period.state == "closed":
+    if period.state == "filed":
         context["delta_before"], context["deltas"] = monitoring.deltas(period)
     return render_template("monitoring/period.html", **context)
 
