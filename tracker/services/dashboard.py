@@ -125,7 +125,7 @@ def _latest_levels(measures, key, active_scope):
               # planner start from the agency's few periods instead of scanning every finding.
               .join(MonitoringPeriod, sa.and_(MonitoringPeriod.id == Finding.period_id,
                                                MonitoringPeriod.agency_id == Requirement.agency_id))
-              .where(active_scope, Finding.is_current.is_(True))
+              .where(active_scope, monitoring.counted())  # filed periods only: drafts never count
               .subquery())
     tops = (sa.select(ComplianceLevel.scale_id, sa.func.max(ComplianceLevel.rank).label("rank"))
             .where(ComplianceLevel.kind == "rating").group_by(ComplianceLevel.scale_id).subquery())
@@ -193,7 +193,9 @@ def level_classes(agency):
 def trend(agency, module_key=None):
     """Per monitoring period (oldest first): findings by level and the share of active requirements at top."""
     periods = db.session.execute(
-        sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == agency.id).order_by(MonitoringPeriod.end_date)
+        sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == agency.id,
+                                          MonitoringPeriod.state == monitoring.FILED)
+        .order_by(MonitoringPeriod.end_date)
     ).scalars().all()
     if not periods:
         return []
@@ -201,7 +203,7 @@ def trend(agency, module_key=None):
                        sa.func.count())
              .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
              .join(Requirement, Requirement.id == Finding.requirement_id)
-             .where(Finding.period_id.in_([p.id for p in periods]), Finding.is_current.is_(True),
+             .where(Finding.period_id.in_([p.id for p in periods]), monitoring.counted(),
                     Requirement.terminated_at.is_(None))
              .group_by(Finding.period_id, ComplianceLevel.label, ComplianceLevel.kind, ComplianceLevel.rank))
     active = sa.select(sa.func.count()).select_from(Requirement).where(

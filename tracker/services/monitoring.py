@@ -11,6 +11,39 @@ from tracker.services import audit
 from tracker.services.agencies import add_months
 from tracker.services.errors import ValidationFailed
 
+FILED = "filed"
+# Who sees a period's findings in each state: the monitoring team (and admins) always; the agency's officers
+# once the draft is shared (marked draft, with a written response per finding); everyone once it is filed.
+DRAFT_READERS = {"monitor", "admin"}
+
+
+def filed_period_ids():
+    """Ids of filed periods, as a subquery (never correlated with an enclosing query's periods)."""
+    return sa.select(MonitoringPeriod.id).where(MonitoringPeriod.state == FILED).correlate(None)
+
+
+def counted(finding=Finding):
+    """THE rule every consumer outside the monitoring team uses (dashboards, roll-up, public page, API,
+    exports, board flags, requirement page, deltas, sustainment): a current finding of a FILED period.
+    Findings of open or shared periods are confidential drafts and change none of those."""
+    return sa.and_(finding.is_current.is_(True), finding.period_id.in_(filed_period_ids()))
+
+
+def last_filed_period(agency):
+    """The agency's most recently ending filed period, or None: what the committee's pages speak of."""
+    return db.session.execute(
+        sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == agency.id, MonitoringPeriod.state == FILED)
+        .order_by(MonitoringPeriod.end_date.desc(), MonitoringPeriod.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def findings_visible(period, role):
+    """May a user with `role` in the period's agency read its findings? Drafts stay with the monitoring team
+    until shared (then officers read them too) and reach the committee only when filed."""
+    if period.state == FILED or role in DRAFT_READERS:
+        return True
+    return period.state == "shared" and role == "officer"
+
 
 def periods(agency):
     return db.session.execute(
@@ -169,11 +202,11 @@ def deltas(period):
 
 
 def latest_findings(agency):
-    """{requirement_id: Finding} — each requirement's current finding in its most recent rated period."""
+    """{requirement_id: Finding} — each requirement's current finding in its most recent FILED rated period."""
     rows = db.session.execute(
         sa.select(Finding, MonitoringPeriod.end_date)
         .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-        .where(MonitoringPeriod.agency_id == agency.id, Finding.is_current.is_(True))
+        .where(MonitoringPeriod.agency_id == agency.id, counted())
         .options(sa.orm.contains_eager(Finding.period))
         .order_by(MonitoringPeriod.end_date, Finding.id)
     ).all()

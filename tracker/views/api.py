@@ -11,7 +11,7 @@ from tracker.api_spec import openapi_document
 from tracker.extensions import csrf, db
 from tracker.models import Citation, Finding, Module, MonitoringPeriod, Recommendation, Requirement, User
 from tracker.security import record_activity
-from tracker.services import tokens
+from tracker.services import monitoring, tokens
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # GET only; no state change is reachable here
@@ -148,7 +148,7 @@ def findings(slug):
     _require_user()
     agency = agency_or_404(slug)
     query = (sa.select(Finding).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-             .where(MonitoringPeriod.agency_id == agency.id, Finding.is_current.is_(True))
+             .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted())  # filed periods only
              .options(sa.orm.contains_eager(Finding.period), sa.orm.joinedload(Finding.requirement))
              .order_by(MonitoringPeriod.end_date, Finding.requirement_id))
 
