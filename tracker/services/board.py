@@ -133,8 +133,9 @@ def status_counts(rows):
     return counts
 
 
-def requirement_detail(requirement):
-    """Citations, evidence (all versions) and the merged timeline for one requirement: fixed query count."""
+def requirement_detail(requirement, requests=False):
+    """Citations, evidence (all versions) and the merged timeline for one requirement: fixed query count.
+    `requests`: also document requests concerning it (for the agency and its monitors only)."""
     citations = []
     if requirement.recommendation_id:
         citations = db.session.execute(
@@ -171,6 +172,10 @@ def requirement_detail(requirement):
         + [("evidence", e.created_at, e.uploaded_by, e) for e in evidence]
         + [("review", r.created_at, r.reviewer, (r, by_id.get(r.evidence_id))) for r in reviews]
     )
+    if requests:
+        from tracker.services.document_requests import timeline as request_timeline
+
+        timeline += request_timeline(requirement)
     timeline.sort(key=lambda item: item[1], reverse=True)
     latest_returns = {}
     for r in sorted(reviews, key=lambda r: r.created_at):

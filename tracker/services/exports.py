@@ -76,26 +76,28 @@ def csv_stream(rows, columns=MATRIX_COLUMNS):
     yield buffer.getvalue()
 
 
-def xlsx_file(rows, title, columns=MATRIX_COLUMNS):
-    """Write an XLSX (openpyxl write-only mode) to a temporary file and return it, rewound."""
+def xlsx_file(rows, title, columns=MATRIX_COLUMNS, extra_sheets=()):
+    """Write an XLSX (openpyxl write-only mode) to a temporary file and return it, rewound.
+    `extra_sheets`: further (title, columns, rows) sheets, e.g. the document requests (issue 13)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title=title[:31] or "Requirements")
-    header = []
-    for name in columns:
-        cell = WriteOnlyCell(sheet, value=name)
-        cell.font = Font(bold=True)
-        header.append(cell)
-    sheet.append(header)
-    for row in rows:
-        # Text cells are stored as strings; neutralised ones can never be read back as formulas.
-        # XML forbids most control characters; openpyxl refuses them rather than writing a broken file.
-        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
-                      for v in (neutralise(v) for v in row)])
+    for sheet_title, sheet_columns, sheet_rows in ((title[:31] or "Requirements", columns, rows), *extra_sheets):
+        sheet = workbook.create_sheet(title=sheet_title)
+        header = []
+        for name in sheet_columns:
+            cell = WriteOnlyCell(sheet, value=name)
+            cell.font = Font(bold=True)
+            header.append(cell)
+        sheet.append(header)
+        for row in sheet_rows:
+            # Text cells are stored as strings; neutralised ones can never be read back as formulas.
+            # XML forbids most control characters; openpyxl refuses them rather than writing a broken file.
+            sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
+                          for v in (neutralise(v) for v in row)])
     out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
     workbook.save(out)
     out.seek(0)

@@ -120,7 +120,7 @@ def _requirement_page(agency, req, *, status=200, errors=None, conflict=None, su
     notes_form = forms.get("notes") or NotesForm(formdata=None, notes=req.notes, row_version=req.row_version)
     for form in (status_form, owner_form, due_form, notes_form):
         form.row_version.data = req.row_version if not conflict else req.row_version
-    detail = board_service.requirement_detail(req)
+    detail = board_service.requirement_detail(req, requests=g.agency_role in {"officer", "monitor", "admin"})
     return render_template(
         "board/requirement.html", agency=agency, req=req, detail=detail, errors=errors or {}, conflict=conflict,
         monitoring=monitoring_service.requirement_monitoring(agency, req),

@@ -1,12 +1,12 @@
 """Downloads of an agency's requirement matrix (CSV, XLSX)."""
-from flask import Blueprint, Response, request, send_file, stream_with_context
+from flask import Blueprint, Response, g, request, send_file, stream_with_context
 from flask_login import current_user, login_required
 
 from tracker import cache
 from tracker.access import agency_or_404
 from tracker.extensions import limiter
 from tracker.models import utcnow
-from tracker.services import exports
+from tracker.services import document_requests, exports
 
 bp = Blueprint("exports", __name__)
 
@@ -40,6 +40,9 @@ def matrix_csv(slug):
 @download_limit()
 def matrix_xlsx(slug):
     agency = agency_or_404(slug)
-    out = exports.xlsx_file(exports.matrix_rows(agency), agency.name)
+    extra = []
+    if g.agency_role in document_requests.VIEW_ROLES | {"admin"}:  # committee members do not see requests
+        extra.append(("Document requests", document_requests.EXPORT_COLUMNS, document_requests.export_rows(agency)))
+    out = exports.xlsx_file(exports.matrix_rows(agency), agency.name, extra_sheets=extra)
     return send_file(out, as_attachment=True, download_name=_matrix_name(agency, "xlsx"),
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")

@@ -10,7 +10,7 @@ from tracker.extensions import db
 from tracker.forms.auth import EmptyForm
 from tracker.htmx import wants_fragment
 from tracker.models import Module, MonitoringPeriod, Requirement
-from tracker.services import monitoring
+from tracker.services import monitoring, plans
 from tracker.services.errors import ValidationFailed
 
 bp = Blueprint("monitoring", __name__)
@@ -82,6 +82,8 @@ def period(slug, period_id):
     agency = agency_or_404(slug)
     period = get_scoped_or_404(MonitoringPeriod, period_id, agency)
     context = _grid_context(agency, period)
+    # Issue 13 plans: narrow the grid to the plan's paragraphs (?scope=in|out) and one module (?module=key).
+    context["grid_rows"], context["grid_filter"] = plans.filter_grid(period, context["requirements"], request.args)
     if period.state == "filed":
         context["delta_before"], context["deltas"] = monitoring.deltas(period)
     return render_template("monitoring/period.html", **context)

@@ -1,12 +1,12 @@
 """A monitoring period's printable report and its package of shareable evidence (zip)."""
 import sqlalchemy as sa
-from flask import Blueprint, render_template, send_file
+from flask import Blueprint, g, render_template, send_file
 from flask_login import login_required
 
 from tracker.access import agency_or_404, get_scoped_or_404, sees_restricted_evidence
 from tracker.extensions import db
 from tracker.models import Module, MonitoringPeriod, Requirement, utcnow
-from tracker.services import exports, monitoring
+from tracker.services import document_requests, exports, monitoring, plans
 from tracker.views.exports import download_limit
 
 bp = Blueprint("reports", __name__)
@@ -25,7 +25,12 @@ def period_report(slug, period_id):
     modules = db.session.execute(Module.in_order()).scalars().all()
     shareable_only = not sees_restricted_evidence()
     evidence = exports.period_evidence(agency, period, shareable_only=shareable_only)
+    # Issue 13: the plan for everyone; document requests only for the agency, its monitors and admins.
+    plan_rows = plans.plan_rows(period, in_scope_only=True)
+    request_summary = (document_requests.period_summary(period)
+                       if g.agency_role in document_requests.VIEW_ROLES | {"admin"} else None)
     return render_template("reports/period_report.html", agency=agency, period=period, before=before,
+                           plan_rows=plan_rows, request_summary=request_summary,
                            deltas=deltas, current=current, requirements=requirements, modules=modules,
                            evidence=evidence, shareable_only=shareable_only, generated=utcnow())
 
