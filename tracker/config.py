@@ -68,6 +68,11 @@ def _storage_settings(instance):
         "SQLALCHEMY_DATABASE_URI": database_url() or f"sqlite:///{instance / 'tracker.db'}",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "EVIDENCE_DIR": os.environ.get("EVIDENCE_DIR") or str(instance / "evidence"),
+        # s3://bucket/prefix puts evidence in S3-compatible object storage (several app hosts share it);
+        # credentials come from boto3's usual variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+        "EVIDENCE_STORE": os.environ.get("EVIDENCE_STORE") or "",
+        "S3_ENDPOINT_URL": os.environ.get("S3_ENDPOINT_URL") or None,
+        "S3_REGION": os.environ.get("S3_REGION") or None,
         "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_MB", 25) * 1024 * 1024,
         "MAX_FORM_PARTS": 100,
         "SEED_DIR": os.environ.get("SEED_DIR") or str(Path(__file__).resolve().parent.parent / "seed"),

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 
 from tracker.db import outside_request_begin
 from tracker.extensions import db
-from tracker.models import AuditEvent, Evidence, utcnow
-from tracker.storage import get_store
+from tracker.models import AuditEvent, utcnow
+from tracker.services.evidence import referenced_blobs
+from tracker.storage import copy_blob, get_store
 
 
 class BackupError(RuntimeError):
@@ -87,17 +88,14 @@ def _copy_evidence(folder):
     # Read the references in a plain (shared) transaction and end it before the slow file copying.
     token = outside_request_begin.set("BEGIN")
     try:
-        shas = set(db.session.execute(sa.select(Evidence.sha256).where(Evidence.sha256.is_not(None))).scalars())
+        shas = referenced_blobs()
         db.session.rollback()
     finally:
         outside_request_begin.reset(token)
     store = get_store()
     copied = 0
-    for sha in shas:
-        src = store.path_for(sha)
-        if src.exists():
-            dst = folder / sha[:2] / sha[2:4] / sha
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+    for sha in sorted(shas):
+        if store.exists(sha):
+            copy_blob(store, sha, folder / sha[:2] / sha[2:4] / sha)
             copied += 1
     return copied

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tracker import filetypes
 from tracker.extensions import db
-from tracker.models import VISIBILITIES, Evidence
+from tracker.models import VISIBILITIES, DocumentFile, Evidence
 from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 from tracker.storage import get_store
@@ -123,20 +123,24 @@ def validate_metadata(values):
     return errors
 
 
+def referenced_blobs():
+    """Every SHA-256 a row refers to: evidence files and documents (meeting papers, policy versions)."""
+    query = sa.union(sa.select(Evidence.sha256).where(Evidence.sha256.is_not(None)),
+                     sa.select(DocumentFile.sha256))
+    return set(db.session.execute(query).scalars())
+
+
 def remove_orphan_blobs(min_age_seconds=24 * 3600):
-    """Delete stored files no evidence row refers to (left by a crash mid-upload), older than a day."""
+    """Delete stored files no row refers to (left by a crash mid-upload), older than a day."""
     store = get_store()
-    known = set(db.session.execute(sa.select(Evidence.sha256).where(Evidence.sha256.is_not(None))).scalars())
+    known = referenced_blobs()
     removed = 0
-    now = time.time()
-    for sha, path in store.iter_blobs():
-        if sha not in known and now - path.stat().st_mtime > min_age_seconds:
+    cutoff = time.time() - min_age_seconds
+    for sha, modified in store.iter_blobs():
+        if sha not in known and modified < cutoff:
             store.delete(sha)
             removed += 1
-    tmp_dir = store.root / "tmp"
-    if tmp_dir.exists():
-        for path in tmp_dir.iterdir():
-            if now - path.stat().st_mtime > min_age_seconds:
-                os.unlink(path)
-                removed += 1
+    for path in store.stale_temp_files(cutoff):
+        os.unlink(path)
+        removed += 1
     return removed

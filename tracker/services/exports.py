@@ -129,6 +129,10 @@ def calendar(agency, base_url):
         event.add("description", f"Status: {STATUSES.get(r.status, r.status)}\nCitation: {r.citation_text}")
         event.add("url", f"{base_url}agencies/{agency.slug}/requirements/{r.id}")
         cal.add_component(event)
+    from tracker.services.meetings import calendar_events  # issue 14: the committee's meetings
+
+    for event in calendar_events(agency, base_url, stamp):
+        cal.add_component(event)
     return cal.to_ical()
 
 
@@ -157,6 +161,16 @@ def evidence_package(agency, period):
     store = get_store()
     items = period_evidence(agency, period, shareable_only=True)
     out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    try:
+        count = _write_package(out, store, agency, period, items)
+    except BaseException:
+        out.close()  # a file that fails its hash check (CorruptBlob) ends the package; nothing half-made is kept
+        raise
+    out.seek(0)
+    return out, count
+
+
+def _write_package(out, store, agency, period, items):
     manifest = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         used = set()
@@ -188,5 +202,4 @@ def evidence_package(agency, period):
         lines += [f"{e.get('sha256', '-' * 64)}  {e.get('file') or e.get('url')}  ({e['requirement']}: {e['title']})"
                   for e in manifest]
         archive.writestr("MANIFEST.txt", "\n".join(lines) + "\n")
-    out.seek(0)
-    return out, len(manifest)
+    return len(manifest)

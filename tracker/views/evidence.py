@@ -105,8 +105,12 @@ def download(slug, evidence_id):
     store = get_store()
     if not store.exists(evidence.sha256):
         abort(404)
-    response = send_file(store.path_for(evidence.sha256), mimetype=evidence.media_type, as_attachment=True,
+    # Streamed from the store and hashed on the way out: a file altered in storage ends the transfer short
+    # of its Content-Length (and is logged) instead of being delivered as the evidence.
+    response = send_file(store.open(evidence.sha256), mimetype=evidence.media_type, as_attachment=True,
                          download_name=evidence.filename or f"evidence-{evidence.id}", max_age=0, etag=False)
+    if evidence.size_bytes is not None:
+        response.content_length = evidence.size_bytes
     # A file from a user never runs as a page of ours, even if a browser ignores the attachment hint.
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response.headers["Cache-Control"] = "no-store"
