@@ -13,7 +13,7 @@ from tracker.models import Requirement
 
 # Route arguments other than the slug, filled with ids of agency B's objects. A route with an
 # argument missing here fails the matrix, so every new route gets a row.
-OBJECT_ARGS = ("req_id", "evidence_id", "period_id")
+OBJECT_ARGS = ("req_id", "evidence_id", "period_id", "request_id")
 PUBLIC_PREFIXES = ("/static", "/catalog", "/api/v1/catalog", "/login")
 
 
@@ -44,7 +44,11 @@ def two_agencies(db):
     evidence_b = Evidence(requirement_id=req_b.id, kind="link", title="B's evidence", url="https://example.org/b")
     period_b = MonitoringPeriod(agency_id=b.id, name="Report 1", start_date=date(2025, 1, 1),
                                 end_date=date(2025, 6, 30))
-    db.session.add_all([evidence_b, period_b])
+    from tracker.models import DocumentRequest
+
+    request_b = DocumentRequest(agency_id=b.id, number=1, title="B's request", due_date=date(2099, 1, 1),
+                                original_due_date=date(2099, 1, 1), requirements=[req_b])
+    db.session.add_all([evidence_b, period_b, request_b])
     db.session.flush()
     users = {
         "officer": make_user("officer-a@example.test", role="officer", agency=a),
@@ -53,7 +57,8 @@ def two_agencies(db):
     }
     db.session.commit()
     global OBJECT_ROUTES
-    OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id, "period_id": period_b.id}
+    OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id, "period_id": period_b.id,
+                     "request_id": request_b.id}
     return a, b, req_b, users
 
 

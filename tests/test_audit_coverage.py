@@ -15,7 +15,7 @@ import ast
 import io
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyotp
@@ -198,6 +198,69 @@ def _evidence(**values):
     return build
 
 
+# --- issue 13: monitoring plans and document requests ---------------------------------------------------
+
+def _plan_url(suffix=""):
+    return lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/plan{suffix}"
+
+
+def _request_url(suffix):
+    return lambda db, w: f"/agencies/agency-a/requests/{w['doc_request'].id}/{suffix}"
+
+
+def _earlier_plan(app, db, w, auth):
+    from tracker.models import PlanItem
+
+    db.session.add(PlanItem(period_id=w["closed"].id, requirement_id=w["req2"].id))
+    db.session.commit()
+
+
+def _pending_extension(app, db, w, auth):
+    from tracker.models import DocumentRequestExtension
+
+    db.session.add(DocumentRequestExtension(request_id=w["doc_request"].id, requested_due=date(2099, 3, 1),
+                                            reason="Records unit move", requested_by_id=w["users"]["officer"].id))
+    db.session.commit()
+
+
+def _pending_id(db, w):
+    from tracker.models import DocumentRequestExtension
+
+    return str(_one(db, sa.select(DocumentRequestExtension.id).where(DocumentRequestExtension.state == "pending")))
+
+
+PLAN_AND_REQUEST_CASES = {
+    "plans.set_scope": {"scope": Case("monitor", _plan_url(), data=lambda db, w: {
+        "requirement_ids": [str(w["req"].id), str(w["req2"].id)]})},
+    "plans.carry_over": {"carry": Case("monitor", _plan_url("/carry-over"), prepare=_earlier_plan)},
+    "plans.save_methodology": {"v1": Case("monitor", _req_url("methodology"), data=lambda db, w: {
+        "measures": "Calls answered by CIT officers", "sources": "CAD", "sample": "200 calls",
+        "level_criteria": "Full: 80%"})},
+    "requests.create": {"ask": Case("monitor", lambda db, w: "/agencies/agency-a/requests", data=lambda db, w: {
+        "title": "Training rosters", "due_date": (utcnow().date() + timedelta(days=30)).isoformat(),
+        "requirement_ids": [str(w["req"].id)], "period_id": str(w["open"].id), "submission_id": "c" * 32})},
+    "requests.answer": {
+        "file": Case("officer", _request_url("answer"), multipart=True, data=lambda db, w: {
+            **_evidence()(db, w), "evidence_choice": "new", "requirement_id": str(w["req"].id)}),
+        "note": Case("officer", _request_url("answer"), multipart=True, data=lambda db, w: {
+            "evidence_choice": "none", "note": "In the shared folder."}),
+    },
+    "requests.ask_extension": {"ask": Case("officer", _request_url("extension"), data=lambda db, w: {
+        "requested_due": "2099-03-01", "reason": "Records unit move"})},
+    "requests.decide_extension": {
+        "grant": Case("monitor", _request_url("extension/decide"), prepare=_pending_extension,
+                      data=lambda db, w: {"extension_id": _pending_id(db, w), "decision": "grant"}),
+        "refuse": Case("monitor", _request_url("extension/decide"), prepare=_pending_extension,
+                       data=lambda db, w: {"extension_id": _pending_id(db, w), "decision": "refuse",
+                                           "decision_note": "No."}),
+    },
+    "requests.finish": {
+        "close": Case("monitor", _request_url("close"), data=lambda db, w: {"action": "close", "note": "Done."}),
+        "withdraw": Case("monitor", _request_url("close"), data=lambda db, w: {"action": "withdraw"}),
+    },
+}
+
+
 CASES = {
     "auth.login": {
         "password": Case(None, lambda db, w: "/login",
@@ -304,6 +367,7 @@ CASES = {
         "due_date": "2027-01-01", "reason": "Court order of Dec 1", "row_version": _version(db, w)})},
     "board.set_notes": {"notes": Case("officer", _req_url("notes"), data=lambda db, w: {
         "notes": "Met with dispatch.", "row_version": _version(db, w)})},
+    **PLAN_AND_REQUEST_CASES,
 }
 CASE_IDS = [(endpoint, name) for endpoint, cases in CASES.items() for name in cases]
 

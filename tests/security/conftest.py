@@ -170,6 +170,12 @@ def world(app, db):
                 monitor_id=users["monitor"].id),
     ])
     req_service.add_comment(req, "First comment.", actor=officer)
+    from tracker.models import DocumentRequest
+
+    doc_request = DocumentRequest(agency_id=a.id, period_id=open_.id, number=1, title="Crisis line rosters",
+                                  due_date=date(2099, 1, 31), original_due_date=date(2099, 1, 31),
+                                  created_by_id=users["monitor"].id, requirements=[req])
+    db.session.add(doc_request)
     _api, api_secret = tokens.create(officer, "api", "report script")
     _cal, cal_secret = tokens.create(officer, "calendar", "", a)
     db.session.commit()
@@ -177,6 +183,7 @@ def world(app, db):
         "a": a, "b": b, "module": module, "rec": rec, "users": users, "req": req, "req2": req2, "req_b": req_b,
         "file": file_ev, "link": link_ev, "file_b": file_ev_b, "closed": closed, "open": open_,
         "period_b": period_b, "levels": levels, "api_secret": api_secret, "cal_secret": cal_secret,
+        "doc_request": doc_request,
     }
 
 

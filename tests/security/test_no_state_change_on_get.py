@@ -25,6 +25,8 @@ EXTRA_QUERIES = {
     "board.row": ["?edit=1"],
     "reviews.queue": ["?agency=agency-a&module=cit&age=30", "?agency=zzz&page=9"],
     "dashboard.agency": ["?module=cit", "?module=nope"],
+    "requests.index": ["?state=overdue&due=7", "?state=bogus&requirement=x"],
+    "monitoring.period": ["?scope=in&module=cit"],
     "rollup.index": ["?sort=overdue&dir=desc", "?sort=bogus"],
     "admin.audit_log": ["?page=2", "?page=-1"],
     "api.requirements": ["?page=2&per_page=1", "?page=x"],
@@ -38,6 +40,7 @@ def _values(world):
         "slug": "agency-a", "req_id": world["req"].id, "evidence_id": world["file"].id,
         "period_id": world["closed"].id, "user_id": world["users"]["officer"].id, "key": "cit",
         "code": world["rec"].code, "token": world["cal_secret"], "filename": "app.css",
+        "request_id": world["doc_request"].id,
     }
 
 

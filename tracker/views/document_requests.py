@@ -55,10 +55,13 @@ def _date(value):
 
 
 def _load(slug, request_id=None, roles=None):
-    agency = agency_or_404(slug, roles=service.VIEW_ROLES)
+    """Agency (404 outside it), then the request inside it (404), then the role: committee members and roles
+    not in `roles` get 403."""
+    agency = agency_or_404(slug)
+    item = get_scoped_or_404(DocumentRequest, request_id, agency) if request_id is not None else None
+    require_role(service.VIEW_ROLES)
     if roles is not None:
         require_role(roles)
-    item = get_scoped_or_404(DocumentRequest, request_id, agency) if request_id is not None else None
     return agency, item
 
 
