@@ -410,12 +410,15 @@ def agency_summary(agency, limit=5):
     """The dashboard panel: counts by state and the outstanding requests due soonest (two queries)."""
     on = today()
     counts = dict.fromkeys(STATE_LABELS, 0)
+    past_due = sa.func.sum(sa.case((DocumentRequest.due_date < on, 1), else_=0))
     rows = db.session.execute(
-        sa.select(DocumentRequest.state, DocumentRequest.due_date < on, sa.func.count())
-        .where(DocumentRequest.agency_id == agency.id)
-        .group_by(DocumentRequest.state, DocumentRequest.due_date < on)).all()
+        sa.select(DocumentRequest.state, past_due, sa.func.count())
+        .where(DocumentRequest.agency_id == agency.id).group_by(DocumentRequest.state)).all()
     for state, past, n in rows:
-        counts["overdue" if state == "open" and past else state] += n
+        if state == "open":
+            counts["overdue"] += int(past or 0)
+            n -= int(past or 0)
+        counts[state] += n
     soonest = db.session.execute(
         sa.select(DocumentRequest).where(DocumentRequest.agency_id == agency.id, DocumentRequest.state == "open")
         .order_by(DocumentRequest.due_date, DocumentRequest.id).limit(limit)).scalars().all()
