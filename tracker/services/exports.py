@@ -133,6 +133,15 @@ def calendar(agency, base_url):
 
     for event in calendar_events(agency, base_url, stamp):
         cal.add_component(event)
+    from tracker.services import policies  # issue 16: review comments due, comment windows, training targets
+
+    for uid, day, summary, description, path in policies.calendar_events(agency):
+        event = Event()
+        for name, value in (("uid", f"{uid}@{agency.slug}.decree-tracker"), ("dtstamp", stamp), ("dtstart", day),
+                            ("dtend", day + timedelta(days=1)), ("summary", summary), ("description", description),
+                            ("url", f"{base_url}{path}")):
+            event.add(name, value)
+        cal.add_component(event)
     return cal.to_ical()
 
 

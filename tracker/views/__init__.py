@@ -28,4 +28,8 @@ def register_blueprints(app):
 
     for module in (plans, document_requests):
         app.register_blueprint(module.bp)
+    from tracker.views import policies, public_comments, status_report  # issue 16: policies, status report
+
+    for module in (policies, public_comments, status_report):
+        app.register_blueprint(module.bp)
     errors.register(app)
