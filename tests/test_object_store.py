@@ -6,10 +6,6 @@ every call goes over HTTP through boto3 exactly as against MinIO or AWS.
 import hashlib
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -18,41 +14,18 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import FileStorage
 
+from tests.s3_server import CREDENTIALS, make_bucket, s3_server
 from tests.test_evidence import PDF, _login, _upload, ev  # noqa: F401 - the evidence world, as a fixture here
 from tracker.models import DocumentFile, Evidence, MonitoringPeriod
 from tracker.services import evidence as evidence_service
 from tracker.services.backup import _copy_evidence as copy_evidence
 from tracker.storage import CorruptBlob, S3Store, get_store
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy
-               "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    port = _free_port()
-    server = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],  # noqa: S603 - fixed arguments
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS})
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -60,11 +33,8 @@ def s3(s3_endpoint, monkeypatch):
     """A fresh bucket per test; the app is configured for it."""
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     bucket = f"evidence-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
+    client = make_bucket(s3_endpoint, bucket)
     return {"client": client, "bucket": bucket,
             "config": {"EVIDENCE_STORE": f"s3://{bucket}/tracker", "S3_ENDPOINT_URL": s3_endpoint,
                        "S3_REGION": "us-east-1"}}
