@@ -294,3 +294,7 @@ def count_queries(db):
             sa.event.remove(db.engine, "after_cursor_execute", listener)
 
     return _count
+
+
+# The policy tests' agency, a fixture shared by their modules (imported last: the builders use Auth above).
+from tests.policy_builders import pol  # noqa: E402, F401

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import time_machine
 from icalendar import Calendar
 
-from tests.policy_builders import PDF, create_document, doc_url, docx_bytes, pol, sign_in, upload  # noqa: F401
+from tests.policy_builders import PDF, create_document, doc_url, docx_bytes, sign_in, upload
 from tracker.models import (
     AuditEvent,
     CommentWindow,
@@ -158,8 +158,9 @@ def test_in_effect_follows_the_effective_date_without_a_write(app, db, pol):
     doc_id = create_document(officer, requirement_ids=[pol["req"].id])
     upload(officer, doc_id)
     today = utcnow().date()
-    admin.post(doc_url(doc_id, "/approval"), {"approval_kind": "no_objection", "approved_on": today.isoformat(),
-                                              "approval_ref": "", "effective_on": (today + timedelta(days=10)).isoformat()})
+    admin.post(doc_url(doc_id, "/approval"), {
+        "approval_kind": "no_objection", "approved_on": today.isoformat(), "approval_ref": "",
+        "effective_on": (today + timedelta(days=10)).isoformat()})
     assert policies.display_state(_doc(db, doc_id)) == "approved"
     listing = officer.client.get("/agencies/agency-a/policies?state=in_effect").get_data(as_text=True)
     assert "No documents match these filters" in listing
