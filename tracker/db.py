@@ -32,6 +32,16 @@ def _sqlite_on_connect(dbapi_connection, connection_record):
     dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
 
+@sa.event.listens_for(Engine, "connect")
+def _postgresql_on_connect(dbapi_connection, connection_record):
+    # A write that would wait longer than SQLite's busy timeout for a row or table lock fails instead,
+    # and the app answers "busy, try again" (503) rather than holding a worker for as long as it takes.
+    if type(dbapi_connection).__module__.startswith("psycopg"):
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+        dbapi_connection.commit()
+
+
 def _unicode_lower(value):
     return value.lower() if isinstance(value, str) else value
 

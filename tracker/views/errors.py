@@ -2,7 +2,8 @@
 import logging
 import secrets
 
-from flask import Response, jsonify, render_template, request
+import sqlalchemy.exc as sa_exc
+from flask import Response, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import SecurityError
 
@@ -17,6 +18,7 @@ MESSAGES = {
     405: ("Method not allowed", "This address does not accept that kind of request."),
     413: ("File too large", "The upload is larger than the allowed size."),
     429: ("Too many requests", "Too many attempts in a short time. Wait a minute and try again."),
+    503: ("Busy", "The tracker is busy with other changes. Nothing was saved; try again in a few seconds."),
     500: ("Something went wrong", "The error has been logged. Nothing was saved from this request."),
 }
 
@@ -28,6 +30,44 @@ def _render(code, message=None, request_id=None):
     template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/error.html"
     return render_template(template, code=code, title=title, message=message or default,
                            request_id=request_id), code
+
+
+# SQLite "database is locked/busy" after its busy timeout; PostgreSQL lock_timeout (55P03), too many
+# connections (53300), serialization or deadlock (40001, 40P01). Each means "try again", not "broken".
+BUSY_SQLSTATES = {"55P03", "53300", "40001", "40P01"}
+RETRY_AFTER_SECONDS = 2
+
+
+def is_busy(exc):
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection free in time
+        return True
+    if not isinstance(exc, sa_exc.OperationalError | sa_exc.DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in BUSY_SQLSTATES:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _busy_response():
+    db.session.rollback()
+    log.warning("busy: %s %s answered 503", request.method, request.path)
+    title, message = MESSAGES[503]
+    fragment = bool(request.headers.get("HX-Request"))
+    if request.path.startswith("/api/"):
+        response = make_response(jsonify({"error": title, "message": message}), 503)
+    else:
+        # Not render_template: its context processors load the user and the nav counts from the busy database.
+        html = current_app.jinja_env.get_template("errors/busy.html").render(
+            title=title, message=message, fragment=fragment)
+        response = make_response(html, 503)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if fragment:
+        # The form the user typed in stays where it is; the message goes to the status region.
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+    return response
 
 
 def register(app):
@@ -51,6 +91,12 @@ def register(app):
     @app.errorhandler(CSRFError)
     def csrf_error(e):
         return _render(400, "The form expired or was not sent from this site. Reload the page and try again.")
+
+    @app.errorhandler(sa_exc.SQLAlchemyError)
+    def database_error(e):
+        if is_busy(e):
+            return _busy_response()
+        raise e  # anything else is a bug: the 500 page (and, under tests, the traceback)
 
     @app.errorhandler(500)
     def server_error(e):
