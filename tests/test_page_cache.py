@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import Auth
 from tests.factories import make_agency, make_module, make_requirement, make_user
@@ -205,3 +206,68 @@ def test_the_version_is_the_newest_audit_event(app, db, world):
     db.session.commit()
     with app.app_context(), app.test_request_context("/"):
         assert cache.data_version() == event.id > before
+
+
+def _board_renders(app, client, path):
+    from flask import template_rendered
+
+    rendered = []
+
+    def record(sender, template, context, **extra):
+        rendered.append(template.name)
+
+    template_rendered.connect(record, app)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        template_rendered.disconnect(record, app)
+    return rendered.count("board/_content.html")
+
+
+def test_a_write_in_another_agency_leaves_this_agencys_pages_cached(app, db, world):
+    """Issue 18: the version is per agency, so 200 agencies with writes in a few still hit the cache."""
+    from tracker.services import audit
+
+    admin = _as(app, "admin@example.test")
+    assert _board_renders(app, admin.client, "/agencies/agency-a") == 1
+    assert _board_renders(app, admin.client, "/agencies/agency-a") == 0
+    # A change in agency B, and sign-in events (which belong to no agency and change no page).
+    audit.record("requirement.status", object_type="requirement", object_id="9", agency_id=world["b"].id)
+    db.session.commit()
+    _as(app, "monitor-b@example.test")
+    assert _board_renders(app, admin.client, "/agencies/agency-a") == 0
+    assert _board_renders(app, admin.client, "/agencies/agency-b") == 1
+    # A change in agency A, then one that belongs to no agency (the catalog, an account): A renders afresh.
+    _status(_as(app, "officer@example.test"), world["req"], "implemented", 1)
+    assert _board_renders(app, admin.client, "/agencies/agency-a") == 1
+    audit.record("catalog.load", object_type="catalog", object_id="1")
+    db.session.commit()
+    assert _board_renders(app, admin.client, "/agencies/agency-a") == 1
+    assert _board_renders(app, admin.client, "/agencies/agency-a") == 0
+
+
+def test_a_scope_version_moves_with_its_own_agencies_only(app, db, world):
+    from tracker.services import audit
+
+    a, b = world["a"].id, world["b"].id
+    with app.app_context(), app.test_request_context("/"):
+        before_a, before_ab, before_all = cache.data_version(a), cache.data_version([a, b]), cache.data_version()
+    audit.record("requirement.status", object_type="requirement", object_id="9", agency_id=b)
+    db.session.commit()
+    with app.app_context(), app.test_request_context("/"):
+        assert cache.data_version(a) == before_a
+        assert cache.data_version([b, a]) != before_ab and cache.data_version() != before_all
+    # More agencies than WIDE_SCOPE use the newest event of all (one index step each would cost more).
+    with app.app_context(), app.test_request_context("/"):
+        assert cache.data_version(range(cache.WIDE_SCOPE + 1)) == cache.data_version()
+
+
+def test_the_version_of_an_agency_is_one_indexed_query(app, db, world, count_queries):
+    with app.test_request_context("/"), count_queries() as counted:
+        cache.data_version(world["a"].id)
+        cache.data_version(world["a"].id)  # read once per request
+    assert counted.count == 1
+    if db.engine.dialect.name == "sqlite":
+        plan = db.session.execute(sa.text(
+            "EXPLAIN QUERY PLAN SELECT max(id) FROM audit_event WHERE agency_id = 1")).all()
+        assert any("ix_audit_event_agency_id_id" in row[-1] for row in plan), plan

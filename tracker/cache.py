@@ -1,9 +1,12 @@
 """Rendered fragments of the read-heavy pages, kept per worker and keyed on the data version.
 
 Every state change writes an audit event in its own transaction (the audit chain serialises them),
-so the newest audit event id names the state of the data. A fragment is stored under that id, the
-date (overdue flags, waiting days) and the parts of the request it depends on; after any change the
-next request reads a new id and renders afresh, so a change is visible at once on every worker.
+so the newest audit event names the state of the data. A page about one agency (or a few) is keyed
+on those agencies' newest event plus the newest event that belongs to no agency (catalog, accounts;
+sign-in events excluded), so a write in one agency leaves every other agency's pages cached; a page
+about all agencies is keyed on the newest event of all. A fragment is stored under that version, the
+date (overdue flags, waiting days) and the parts of the request it depends on; after a change the
+next request reads a new version and renders afresh, so a change is visible at once on every worker.
 Entries also expire after PAGE_CACHE_SECONDS, which bounds what a write made outside the app
 (an operator's SQL, a restored backup) can leave on screen.
 
@@ -18,7 +21,7 @@ from flask import current_app, g, request
 from markupsafe import Markup
 
 from tracker.extensions import db
-from tracker.models import AuditEvent
+from tracker.models import Agency, AuditEvent
 from tracker.models.base import utcnow
 
 MISSING = object()
@@ -66,27 +69,58 @@ def store():
     return current_app.extensions["fragment_cache"]
 
 
-def data_version():
-    """The newest audit event id, read once per request."""
-    if "data_version" not in g:
-        g.data_version = db.session.execute(sa.select(sa.func.max(AuditEvent.id))).scalar() or 0
-    return g.data_version
+# Beyond this many agencies one "newest event of all" is cheaper than one index step per agency.
+WIDE_SCOPE = 50
+ALL = None
+
+
+def data_version(agencies=ALL):
+    """The data version a page about `agencies` (an id, ids, or ALL) depends on; read once per request."""
+    scope = _scope(agencies)
+    versions = g.setdefault("data_versions", {})
+    if scope not in versions:
+        versions[scope] = _read_version(scope)
+    return versions[scope]
+
+
+def _scope(agencies):
+    if agencies is ALL:
+        return ALL
+    if isinstance(agencies, int):
+        return (agencies,)
+    scope = tuple(sorted(set(agencies)))
+    return ALL if len(scope) > WIDE_SCOPE else scope
+
+
+def _read_version(scope):
+    if scope is ALL:
+        return db.session.execute(sa.select(sa.func.max(AuditEvent.id))).scalar() or 0
+    # Each agency's newest event is one backward step in ix_audit_event_agency_id_id.
+    own = (sa.select(sa.func.max(AuditEvent.id)).where(AuditEvent.agency_id == Agency.id)
+           .correlate(Agency).scalar_subquery())
+    shared = (sa.select(sa.func.max(AuditEvent.id))
+              .where(AuditEvent.agency_id.is_(None), AuditEvent.outcome == "success",
+                     AuditEvent.action.not_like("auth.%"))
+              .scalar_subquery())
+    newest_own, newest_shared = db.session.execute(
+        sa.select(sa.func.max(own), shared).select_from(Agency).where(Agency.id.in_(scope))).one()
+    return (newest_own or 0, newest_shared or 0)
 
 
 def _usable():
     return current_app.config["PAGE_CACHE_ENTRIES"] > 0 and request.method in ("GET", "HEAD")
 
 
-def _full_key(name, key):
+def _full_key(name, key, agencies):
     # The version is read before computing, so what is stored is never older than its key.
-    return (name, data_version(), utcnow().date(), key)
+    return (name, data_version(agencies), utcnow().date(), key)
 
 
-def value(name, key, compute):
-    """compute() once per data version, date and key; compute must return something immutable."""
+def value(name, key, compute, agencies=ALL):
+    """compute() once per data version of `agencies`, date and key; compute must return something immutable."""
     if not _usable():
         return compute()
-    full_key = _full_key(name, key)
+    full_key = _full_key(name, key, agencies)
     cache = store()
     found = cache.get(full_key)
     if found is MISSING:
@@ -95,18 +129,18 @@ def value(name, key, compute):
     return found
 
 
-def html(name, key, render):
+def html(name, key, render, agencies=ALL):
     """A rendered fragment as Markup; render() returns HTML from an autoescaping template."""
-    return Markup(value(name, key, lambda: str(render())))  # noqa: S704 - already escaped by Jinja
+    return Markup(value(name, key, lambda: str(render()), agencies))  # noqa: S704 - already escaped by Jinja
 
 
-def streamed(name, key, produce, limit=2 * 1024 * 1024):
+def streamed(name, key, produce, agencies=ALL, limit=2 * 1024 * 1024):
     """Yield the text chunks of produce(); when the whole is at most `limit` characters, keep it so
     the next request for the same version is one chunk. Larger outputs stream in constant memory."""
     if not _usable():
         yield from produce()
         return
-    full_key = _full_key(name, key)
+    full_key = _full_key(name, key, agencies)
     cache = store()
     found = cache.get(full_key)
     if found is not MISSING:

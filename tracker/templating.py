@@ -25,7 +25,9 @@ def _nav_links():
     from tracker import cache
 
     user = current_user._get_current_object()
-    return cache.html("nav", (user.id,), lambda: render_template("_nav.html"))
+    # Its counts are about the user's own agencies; an admin's are about all of them.
+    agencies = cache.ALL if user.is_admin else [m.agency_id for m in memberships()]
+    return cache.html("nav", (user.id,), lambda: render_template("_nav.html"), agencies)
 
 
 def register(app):

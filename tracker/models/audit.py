@@ -9,6 +9,8 @@ from tracker.models.base import Base
 
 class AuditEvent(Base):
     __tablename__ = "audit_event"
+    # One agency's newest event in one index step: the page cache's version of that agency (tracker/cache.py).
+    __table_args__ = (sa.Index("ix_audit_event_agency_id_id", "agency_id", "id"),)
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     created_at: so.Mapped[datetime]
     actor_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("user_account.id"))
@@ -16,7 +18,7 @@ class AuditEvent(Base):
     action: so.Mapped[str] = so.mapped_column(sa.String(64), index=True)
     object_type: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
     object_id: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
-    agency_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("agency.id"), index=True)
+    agency_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("agency.id"))
     before: so.Mapped[dict | None] = so.mapped_column(sa.JSON)
     after: so.Mapped[dict | None] = so.mapped_column(sa.JSON)
     ip: so.Mapped[str] = so.mapped_column(sa.String(64), default="")

@@ -67,7 +67,7 @@ def board(slug):
     # The page depends on the data, the date, the filters and what the viewer may do, nothing else
     # (view-mode rows carry no CSRF token), so one rendering serves every viewer with the same rights.
     key = (agency.id, fragment, can_edit(), current_user.is_admin, args)
-    html, ignored = cache.value("board", key, render)
+    html, ignored = cache.value("board", key, render, agencies=agency.id)
     if ignored:
         flash(f"Unknown filter value ignored: {', '.join(ignored)}.", "warning")
     if fragment:

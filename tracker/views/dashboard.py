@@ -26,7 +26,8 @@ def agency(slug):
         template = "dashboard/_body.html" if body_only else "dashboard/_content.html"
         return render_template(template, **_dashboard_context(agency, modules, module_key)), module_key
 
-    html, module_key = cache.value("dashboard", (agency.id, body_only, requested), render)
+    html, module_key = cache.value("dashboard", (agency.id, body_only, requested), render,
+                                    agencies=agency.id)
     if requested and not module_key:
         flash(f"Unknown module “{requested}” ignored; showing all modules.", "warning")
     if body_only:

@@ -29,7 +29,8 @@ def _matrix_name(agency, ext):
 @download_limit()
 def matrix_csv(slug):
     agency = agency_or_404(slug)
-    body = cache.streamed("export-csv", agency.id, lambda: exports.csv_stream(exports.matrix_rows(agency)))
+    body = cache.streamed("export-csv", agency.id, lambda: exports.csv_stream(exports.matrix_rows(agency)),
+                          agencies=agency.id)
     response = Response(stream_with_context(body), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{_matrix_name(agency, "csv")}"'
     return response

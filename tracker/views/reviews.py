@@ -36,7 +36,7 @@ def queue():
         return _queue_page(user, agency_ids)
 
     # The queue reads the same for everyone with the same agencies, so renderings are shared.
-    result = cache.value("review-queue", (scope, args), render)
+    result = cache.value("review-queue", (scope, args), render, agencies=cache.ALL if scope is None else scope)
     if result is None:
         abort(404)
     html, ignored = result

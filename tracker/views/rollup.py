@@ -32,5 +32,6 @@ def index():
         return render_template("rollup/_table.html", rows=dashboard.rollup(agencies, sort, descending),
                                sort=sort, descending=descending)
 
-    table = cache.html("rollup", (tuple(scope or ()), sort, descending), render)
+    table = cache.html("rollup", (tuple(scope or ()), sort, descending), render,
+                       agencies=cache.ALL if scope is None else scope)
     return render_template("rollup/rollup.html", table=table)
