@@ -113,10 +113,11 @@ def build(app, agencies=AGENCIES, per_agency=PER_AGENCY, history=10, evidence=2,
             db.session.execute(sa.insert(Requirement), rows)
             req_ids = db.session.execute(sa.select(Requirement.id).where(Requirement.agency_id == agency_id)
                                          .order_by(Requirement.id)).scalars().all()
-            db.session.execute(sa.insert(StatusChange), [
-                {"requirement_id": r, "old_status": statuses[h % 4], "new_status": statuses[(h + 1) % 4],
-                 "note": "bench", "actor_id": officer_id, "created_at": now - timedelta(days=h)}
-                for r in req_ids for h in range(history)])
+            if history:
+                db.session.execute(sa.insert(StatusChange), [
+                    {"requirement_id": r, "old_status": statuses[h % 4], "new_status": statuses[(h + 1) % 4],
+                     "note": "bench", "actor_id": officer_id, "created_at": now - timedelta(days=h)}
+                    for r in req_ids for h in range(history)])
             db.session.execute(sa.insert(Evidence), [
                 {"requirement_id": r, "kind": "link", "title": f"Evidence {e}", "description": "",
                  "visibility": "shareable", "url": "https://example.org/evidence",

