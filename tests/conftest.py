@@ -20,8 +20,12 @@ from tracker import create_app
 from tracker.db import outside_request_begin
 from tracker.extensions import db as _db
 from tracker.models import Base
+from tracker.models.audit import APPEND_ONLY_TABLES
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+# With TEST_APP_ROLE (make test-postgres: tracker_app) the app under test connects as that restricted role,
+# which may only SELECT and INSERT on the audit tables; TEST_DATABASE_URL's user builds and empties the schema.
+APP_ROLE = os.environ.get("TEST_APP_ROLE")
 
 BASE_CONFIG = {
     "TESTING": True,
@@ -86,16 +90,32 @@ def pg_schema():
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         rebuild_postgres_schema(conn)
+        if APP_ROLE:
+            from scripts.db_roles import ensure_role, grant_app
+
+            ensure_role(conn, APP_ROLE)
+            grant_app(conn, APP_ROLE)
     yield engine
     engine.dispose()
 
 
+def app_role_url(engine):
+    """The URL the app under test uses: the owner's, or the restricted role's with TEST_APP_ROLE."""
+    url = engine.url.set(username=APP_ROLE, password=None) if APP_ROLE else engine.url
+    return url.render_as_string(hide_password=False)
+
+
 def _empty_postgres(engine):
     with engine.begin() as conn:
-        # audit_event refuses DELETE (append-only trigger); TRUNCATE fires no row trigger.
-        conn.exec_driver_sql("TRUNCATE audit_event")
+        # The audit tables refuse DELETE (row triggers) and TRUNCATE (statement triggers); as the owner,
+        # the TRUNCATE guards are lifted for this transaction only.
+        for name in APPEND_ONLY_TABLES:
+            conn.exec_driver_sql(f"ALTER TABLE {name} DISABLE TRIGGER {name}_no_truncate")
+        conn.exec_driver_sql("TRUNCATE " + ", ".join(APPEND_ONLY_TABLES))
+        for name in APPEND_ONLY_TABLES:
+            conn.exec_driver_sql(f"ALTER TABLE {name} ENABLE TRIGGER {name}_no_truncate")
         for table in reversed(Base.metadata.sorted_tables):
-            if table.name != "audit_event":
+            if table.name not in APPEND_ONLY_TABLES:
                 conn.execute(table.delete())
         conn.exec_driver_sql(
             "SELECT setval(oid, 1, false) FROM pg_class "
@@ -140,7 +160,7 @@ def sqlite_path(tmp_path_factory):
 @pytest.fixture
 def database_url(sqlite_template, sqlite_path, pg_schema):
     if pg_schema is not None:
-        url = pg_schema.url.render_as_string(hide_password=False)
+        url = app_role_url(pg_schema)
         _SHARED_URLS.add(url)
         _empty_postgres(pg_schema)
         return url

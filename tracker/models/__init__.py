@@ -1,6 +1,6 @@
 """All models, re-exported so `from tracker.models import Requirement` works."""
 from tracker.models.agencies import ASSESSMENT_KINDS, LEVEL_KINDS, Agency, ComplianceLevel, ComplianceScale
-from tracker.models.audit import AuditEvent
+from tracker.models.audit import AuditCheckpoint, AuditEvent
 from tracker.models.base import Base, utcnow
 from tracker.models.catalog import (
     CADENCE_MONTHS,
@@ -97,7 +97,8 @@ __all__ = [
     "OCCURRENCE_STATES", "OPEN_STATUSES", "OUTBOX_STATES", "PERIOD_STATES", "RECOMMENDATION_STATES",
     "REQUEST_STATES", "RESPONSE_DECISIONS", "REVIEW_STATES", "ROLES", "ROUND_OUTCOMES", "SOURCE_KINDS", "STATUSES",
     "VISIBILITIES",
-    "Agency", "ApiToken", "AuditEvent", "Base", "CatalogIndicator", "Citation", "Comment", "CommentWindow",
+    "Agency", "ApiToken", "AuditCheckpoint", "AuditEvent", "Base", "CatalogIndicator", "Citation", "Comment",
+    "CommentWindow",
     "CommitteeRecommendation", "CommitteeResponse", "ComplianceLevel", "ComplianceScale", "DeadlineChange",
     "DecreeSection", "DocumentFile", "DocumentRequest", "DocumentRequestAnswer", "DocumentRequestExtension",
     "Evidence", "EvidenceReview", "Finding", "FindingAssessment", "FindingResponse", "FormSubmission", "Indicator",
