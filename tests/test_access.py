@@ -13,7 +13,7 @@ from tracker.models import Requirement
 
 # Route arguments other than the slug, filled with ids of agency B's objects. A route with an
 # argument missing here fails the matrix, so every new route gets a row.
-OBJECT_ARGS = ("req_id", "evidence_id", "period_id", "request_id")
+OBJECT_ARGS = ("req_id", "evidence_id", "period_id", "request_id", "doc_id", "version_id")
 PUBLIC_PREFIXES = ("/static", "/catalog", "/api/v1/catalog", "/login")
 
 
@@ -50,6 +50,7 @@ def two_agencies(db):
                                 original_due_date=date(2099, 1, 1), requirements=[req_b])
     db.session.add_all([evidence_b, period_b, request_b])
     db.session.flush()
+    policy_b, version_b = _policy_of(b)
     users = {
         "officer": make_user("officer-a@example.test", role="officer", agency=a),
         "monitor": make_user("monitor-a@example.test", role="monitor", agency=a),
@@ -58,11 +59,27 @@ def two_agencies(db):
     db.session.commit()
     global OBJECT_ROUTES
     OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id, "period_id": period_b.id,
-                     "request_id": request_b.id}
+                     "request_id": request_b.id, "doc_id": policy_b.id, "version_id": version_b.id}
     return a, b, req_b, users
 
 
 OBJECT_ROUTES = {}
+
+
+def _policy_of(agency):
+    """Issue 16: a policy document of `agency` with one version (its file need not be stored)."""
+    from tracker.extensions import db
+    from tracker.models import DocumentFile, PolicyDocument, PolicyVersion
+
+    doc = PolicyDocument(agency_id=agency.id, title="B's policy", kind="policy", state="draft", approval_ref="")
+    file = DocumentFile(agency_id=agency.id, sha256="b" * 64, size_bytes=1, filename="b.pdf",
+                        media_type="application/pdf")
+    db.session.add_all([doc, file])
+    db.session.flush()
+    version = PolicyVersion(document_id=doc.id, number=1, file_id=file.id, note="")
+    db.session.add(version)
+    db.session.flush()
+    return doc, version
 
 
 @pytest.mark.parametrize("role", ["officer", "monitor", "committee"])

@@ -261,6 +261,107 @@ PLAN_AND_REQUEST_CASES = {
 }
 
 
+# --- issue 16: policies, their review and training, the public comment form ---------------------------------
+
+def _doc_url(key, suffix=""):
+    return lambda db, w: f"/agencies/agency-a/policies/{w[key].id}{suffix}"
+
+
+def _policy_step(step):
+    """A `prepare` that moves the world's draft policy on with the services (before the measurement)."""
+    def prepare(app, db, w, auth):
+        from tracker.services import policies, training
+
+        doc, users, today = w["policy"], w["users"], utcnow().date()
+        if step in ("round", "approved", "plan"):
+            policies.open_review_round(doc, w["a"], None, "", actor=users["officer"])
+        if step in ("approved", "plan"):
+            policies.close_review_round(doc, "no_objection", actor=users["monitor"])
+            policies.record_approval(doc, "no_objection", today, "", today, actor=users["admin"])
+            policies.create_document(w["a"], {"title": "GO 4.12 (2027)", "kind": "policy"}, actor=users["officer"])
+        if step == "plan":
+            training.create_plan(doc, {"population": "All sworn members", "population_size": "1200",
+                                       "target_date": None}, actor=users["officer"])
+        if step == "public comment":
+            policies.add_public_comment(w["public_policy"], w["a"], "Pat", "p. 1", "Add a youth section.")
+        db.session.commit()
+    return prepare
+
+
+def _latest_id(name):
+    """The newest id of a model of tracker.models, named (so this block imports nothing at the top)."""
+    import tracker.models
+
+    model = getattr(tracker.models, name)
+    return lambda db: str(_one(db, sa.select(sa.func.max(model.id))))
+
+
+def _row_version(db, doc):
+    from tracker.models import PolicyDocument
+
+    return str(_one(db, sa.select(PolicyDocument.row_version).where(PolicyDocument.id == doc.id)))
+
+
+def _training_file(name, text):
+    return lambda db, w: {"plan_id": _latest_id("TrainingPlan")(db), "file": (io.BytesIO(text.encode()), name)}
+
+
+POLICY_CASES = {
+    "policies.create": {"draft": Case("officer", lambda db, w: "/agencies/agency-a/policies", data=lambda db, w: {
+        "title": "General Order 4.13", "kind": "general_order", "requirement_ids": [str(w["req"].id)]})},
+    "policies.edit": {"details": Case("officer", _doc_url("policy", "/edit"), data=lambda db, w: {
+        "title": "General Order 4.12 (revised)", "kind": "policy", "requirement_ids": [str(w["req2"].id)],
+        "row_version": _row_version(db, w["policy"])})},
+    "policies.add_version": {"pdf": Case("officer", _doc_url("policy", "/versions"), multipart=True,
+                                         data=lambda db, w: {"file": (io.BytesIO(PDF + b"%v2"), "go-v2.pdf"),
+                                                             "note": "Section 4 rewritten."})},
+    "policies.open_round": {
+        "officer": Case("officer", _doc_url("policy", "/rounds"), data=lambda db, w: {"comment_due": ""}),
+        "monitor": Case("monitor", _doc_url("policy", "/rounds"), data=lambda db, w: {
+            "comment_due": (utcnow().date() + timedelta(days=20)).isoformat(), "outside_reviewers": "DOJ attorney"}),
+    },
+    "policies.close_round": {"outcome": Case("monitor", _doc_url("policy", "/rounds/close"),
+                                             prepare=_policy_step("round"),
+                                             data=lambda db, w: {"outcome": "comments_to_address"})},
+    "policies.comment": {
+        "round": Case("monitor", _doc_url("policy", "/comments"), prepare=_policy_step("round"),
+                      data=lambda db, w: {"channel": "round", "anchor": "§ 4.2", "body": "Say who dispatches."}),
+        "window": Case("committee", _doc_url("public_policy", "/comments"),
+                       data=lambda db, w: {"channel": "window", "anchor": "", "body": "Involve peer specialists."}),
+    },
+    "policies.moderate": {"publish": Case("officer", _doc_url("public_policy", "/moderation"),
+                                          prepare=_policy_step("public comment"), data=lambda db, w: {
+                                              "comment_id": _latest_id("PolicyComment")(db), "decision": "published"})},
+    "policies.open_window": {
+        "committee": Case("officer", _doc_url("policy", "/windows"), data=lambda db, w: {
+            "opens_on": utcnow().date().isoformat(), "closes_on": (utcnow().date() + timedelta(days=21)).isoformat()}),
+        "public": Case("admin", _doc_url("policy", "/windows"), data=lambda db, w: {
+            "opens_on": utcnow().date().isoformat(), "closes_on": (utcnow().date() + timedelta(days=21)).isoformat(),
+            "allow_public": "y"}),
+    },
+    "policies.window_summary": {"summary": Case("officer", _doc_url("public_policy", "/windows/summary"),
+                                                data=lambda db, w: {"window_id": _latest_id("CommentWindow")(db),
+                                                                    "summary": "No comment asked for changes."})},
+    "policies.approve": {"court order": Case("admin", _doc_url("policy", "/approval"), data=lambda db, w: {
+        "approval_kind": "court_order", "approved_on": "2026-03-03", "approval_ref": "Order (Dkt. 512)",
+        "effective_on": "2026-04-01"})},
+    "policies.supersede": {"newer": Case("officer", _doc_url("policy", "/supersede"), prepare=_policy_step("approved"),
+                                         data=lambda db, w: {"superseded_by": _latest_id("PolicyDocument")(db)})},
+    "policies.create_plan": {"sworn": Case("officer", _doc_url("policy", "/training"),
+                                           prepare=_policy_step("approved"), data=lambda db, w: {
+                                               "population": "All sworn members", "population_size": "1,200",
+                                               "target_date": "2027-01-31", "target_pct": "95"})},
+    "policies.import_training": {
+        "counts": Case("officer", _doc_url("policy", "/training/import"), prepare=_policy_step("plan"),
+                       multipart=True, data=_training_file("counts.csv", "date,count\n2026-05-01,480\n")),
+        "roster": Case("officer", _doc_url("policy", "/training/import"), prepare=_policy_step("plan"),
+                       multipart=True, data=_training_file("roster.csv", "person_id,completion_date\nE1,2026-05-01\n")),
+    },
+    "public_comments.submit": {"public": Case(None, lambda db, w: f"/public/agency-a/policies/{w['public_policy'].id}"
+                                                                  "/comment", data=lambda db, w: {
+        "public_name": "Pat Public", "anchor": "p. 2", "body": "Please add a section on youth."})},
+}
+
 CASES = {
     "auth.login": {
         "password": Case(None, lambda db, w: "/login",
@@ -368,6 +469,7 @@ CASES = {
     "board.set_notes": {"notes": Case("officer", _req_url("notes"), data=lambda db, w: {
         "notes": "Met with dispatch.", "row_version": _version(db, w)})},
     **PLAN_AND_REQUEST_CASES,
+    **POLICY_CASES,
 }
 CASE_IDS = [(endpoint, name) for endpoint, cases in CASES.items() for name in cases]
 

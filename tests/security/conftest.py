@@ -178,13 +178,35 @@ def world(app, db):
     db.session.add(doc_request)
     _api, api_secret = tokens.create(officer, "api", "report script")
     _cal, cal_secret = tokens.create(officer, "calendar", "", a)
+    policy, public_policy = policy_documents(a, req, users)
     db.session.commit()
     return {
         "a": a, "b": b, "module": module, "rec": rec, "users": users, "req": req, "req2": req2, "req_b": req_b,
         "file": file_ev, "link": link_ev, "file_b": file_ev_b, "closed": closed, "open": open_,
         "period_b": period_b, "levels": levels, "api_secret": api_secret, "cal_secret": cal_secret,
-        "doc_request": doc_request,
+        "doc_request": doc_request, "policy": policy, "public_policy": public_policy,
     }
+
+
+def policy_documents(agency, req, users):
+    """Issue 16: a draft policy with its first version, and a curriculum whose version is open for comment
+    (committee and public) until a month from today."""
+    from datetime import timedelta
+
+    from tracker.services import evidence as evidence_service
+    from tracker.services import policies
+
+    made = []
+    for title, kind, content in (("General Order 4.12: Crisis Intervention", "policy", PDF + b"%go"),
+                                 ("CIT curriculum", "curriculum", PDF + b"%curriculum")):
+        doc = policies.create_document(agency, {"title": title, "kind": kind, "requirement_ids": [req.id]},
+                                       actor=users["officer"])
+        staged = evidence_service.stage_upload(FileStorage(stream=io.BytesIO(content), filename="v1.pdf"), 10**6)
+        policies.add_version(doc, staged, "", {}, actor=users["officer"])
+        made.append(doc)
+    today = policies.today()
+    policies.open_window(made[1], agency, today, today + timedelta(days=30), True, actor=users["admin"])
+    return made
 
 
 # --- HTML injection checks ---------------------------------------------------------------------------

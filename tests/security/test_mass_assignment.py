@@ -425,6 +425,49 @@ def _legit(world, db):
     }
 
 
+def _policy_legit(world, db):
+    """Issue 16: (URL values, fields by endpoint, order) taking the world's draft policy through its cycle, from
+    a second version to review, comments, a public window, moderation, approval, training and supersession."""
+    from tracker.models import CommentWindow, PolicyComment, PolicyDocument, TrainingPlan, utcnow
+
+    doc = world["policy"]
+    today = utcnow().date()
+
+    def latest(model, *where):
+        db.session.commit()
+        return db.session.scalar(sa.select(model.id).where(*where).order_by(model.id.desc()).limit(1))
+
+    steps = [
+        ("policies.add_version", lambda: ({"note": "swept"}, [("file", "v2.pdf", PDF + b"v2")])),
+        ("policies.open_round", lambda: {"comment_due": "", "outside_reviewers": "swept"}),
+        ("policies.comment", lambda: {"channel": "round", "anchor": "§ 1", "body": "swept"}),
+        ("policies.close_round", lambda: {"outcome": "no_objection"}),
+        ("policies.open_window", lambda: {"opens_on": today.isoformat(), "closes_on": "2099-01-01",
+                                          "allow_public": "y"}),
+        ("public_comments.submit", lambda: {"public_name": "swept", "anchor": "", "body": "swept"}),
+        ("policies.moderate", lambda: {"comment_id": latest(PolicyComment, PolicyComment.state == "pending"),
+                                       "decision": "published"}),
+        ("policies.window_summary", lambda: {"window_id": latest(CommentWindow), "summary": "swept"}),
+        ("policies.approve", lambda: {"approval_kind": "no_objection", "approved_on": today.isoformat(),
+                                      "approval_ref": "", "effective_on": today.isoformat()}),
+        ("policies.create_plan", lambda: {"population": "swept", "population_size": "10", "target_pct": "90"}),
+        ("policies.import_training", lambda: ({"plan_id": latest(TrainingPlan)},
+                                              [("file", "t.csv", b"date,count\n2026-05-01,4\n")])),
+    ]
+    legit = {
+        "policies.create": lambda: {"title": "Swept", "kind": "policy", "requirement_ids": world["req"].id},
+        "policies.edit": lambda: {"title": "Swept title", "kind": "policy", "row_version": latest(
+            PolicyDocument, PolicyDocument.id == doc.id) and db.session.get(PolicyDocument, doc.id).row_version},
+        "policies.supersede": lambda: {"superseded_by": latest(PolicyDocument, PolicyDocument.id != doc.id)},
+        **dict(steps),
+    }
+    # In the cycle's order, before the routes at 0 (the agency form there turns the public page off, which
+    # closes public comment); superseding comes after them (policies.create makes the newer document).
+    order = {endpoint: (i + 1) / (len(steps) + 1) - 1 for i, (endpoint, _make) in enumerate(steps)}
+    order["policies.supersede"] = 0.5
+    return {"doc_id": lambda: doc.id}, legit, order
+
+
 def _hostile_landed(before, after, server_only):
     """Rows the sweep added or changed that carry a server-only value from the request."""
     found = []
@@ -454,6 +497,9 @@ def test_every_write_route_ignores_server_only_fields(app, db, world):
     from tests.conftest import csrf_from
 
     ids, legit = _legit(world, db)
+    policy_ids, policy_legit, policy_order = _policy_legit(world, db)  # issue 16
+    ids.update(policy_ids)
+    legit.update(policy_legit)
     admin = signed_in(app, "admin@example.test")
     server_only = _server_only(world)
     rules = sorted((r for r in app.url_map.iter_rules() if "POST" in r.methods), key=lambda r: r.rule)
@@ -461,6 +507,7 @@ def test_every_write_route_ignores_server_only_fields(app, db, world):
     assert not missing, f"write routes without an entry in _legit(): {missing}"
     # Terminations and the period close go last, so the edits before them are still allowed.
     order = {"monitoring.terminate_module": 3, "monitoring.close": 2, "monitoring.terminate_requirement": 1}
+    order.update(policy_order)
     rules.sort(key=lambda r: order.get(r.endpoint, 0))
     before = snapshot(db)
     outcomes = {}

@@ -27,6 +27,8 @@ EXTRA_QUERIES = {
     "dashboard.agency": ["?module=cit", "?module=nope"],
     "requests.index": ["?state=overdue&due=7", "?state=bogus&requirement=x"],
     "monitoring.period": ["?scope=in&module=cit"],
+    "policies.index": ["?state=in_comment&kind=curriculum", "?state=bogus&requirement=x"],
+    "status_report.page": ["?start=2025-01-01&end=2025-06-30", "?start=nope&end=2025-01-01"],
     "rollup.index": ["?sort=overdue&dir=desc", "?sort=bogus"],
     "admin.audit_log": ["?page=2", "?page=-1"],
     "api.requirements": ["?page=2&per_page=1", "?page=x"],
@@ -41,6 +43,7 @@ def _values(world):
         "period_id": world["closed"].id, "user_id": world["users"]["officer"].id, "key": "cit",
         "code": world["rec"].code, "token": world["cal_secret"], "filename": "app.css",
         "request_id": world["doc_request"].id,
+        "doc_id": world["public_policy"].id, "version_id": world["public_policy"].versions[0].id,
     }
 
 

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from flask import current_app
@@ -65,8 +65,11 @@ def create_plan(doc, values, *, actor):
 
 
 def _int(value):
+    text = str(value).replace(",", "").strip()
+    if text.endswith(".0"):  # a spreadsheet's whole number
+        text = text[:-2]
     try:
-        return int(str(value).replace(",", "").strip())
+        return int(text)
     except (TypeError, ValueError):
         return None
 
@@ -100,19 +103,45 @@ def person_hash(agency_id, person_id):
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, datetime):
+        value = value.date()
+    return value.isoformat() if isinstance(value, date) else str(value).strip()
+
+
+def _read(filename, data):
+    """(header, [(row number, [cell text])]) from the shared CSV/XLSX reader, whichever shape it gives: a list
+    of rows after the header, or (row number, values) pairs; empty rows left out, at most MAX_ROWS."""
+    header, rows = read_rows(filename, data)
+    header = [str(h or "").strip().lower().replace("-", "_") for h in header]
+    out = []
+    for index, row in enumerate(rows):
+        number, values = row if (isinstance(row, tuple) and len(row) == 2 and isinstance(row[0], int)
+                                 and isinstance(row[1], list | tuple)) else (index + 2, row)
+        cells = [_cell(v) for v in values]
+        if not any(cells):
+            continue
+        if len(out) == MAX_ROWS:
+            raise ImportFailed(filename, [f"the file has more than {MAX_ROWS:,} rows; at most {MAX_ROWS:,} are "
+                                          "imported at once"])
+        out.append((number, cells))
+    return header, out
+
+
 def parse(filename, data, plan):
     """('counts', [(date, count)]) or ('roster', [(person id, date)]); ImportFailed names every bad row."""
-    header, rows = read_rows(filename, data)
-    if len(rows) > MAX_ROWS:
-        raise ImportFailed(filename, [f"the file has {len(rows):,} rows; at most {MAX_ROWS:,} are imported at once"])
+    header, rows = _read(filename, data)
     counts, roster = _columns(header, COUNT_COLUMNS), _columns(header, ROSTER_COLUMNS)
     if counts is None and roster is None:
         raise ImportFailed(filename, ["expected columns date and count (completion counts), or person_id and "
                                       "completion_date (a roster); found: " + (", ".join(h for h in header if h)
                                                                                or "no header")])
     problems, parsed = [], []
-    for number, row in enumerate(rows, start=2):
-        cells = [str(c).strip() for c in row]
+    for number, cells in rows:
 
         def cell(index, cells=cells):
             return cells[index] if index < len(cells) else ""
