@@ -38,6 +38,7 @@ def build(db_url, work):
 
     app = create_app({**CONFIG, "SQLALCHEMY_DATABASE_URI": db_url, "EVIDENCE_DIR": f"{work}/evidence"})
     build_rows(app, agencies=1, per_agency=ROWS, history=0, evidence=2, monitored=1)
+    print(json.dumps({"built": ROWS}))
 
 
 def measure(db_url, kind, work):

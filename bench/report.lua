@@ -1,6 +1,23 @@
--- wrk script: send the session cookie, print one JSON line with the figures we keep.
+-- wrk script: send the session cookie; with BENCH_AGENCIES > 0, spread requests over that many agencies
+-- (BENCH_PATH's {slug} becomes bench-000 ... at random, as users of many agencies would); print one JSON
+-- line with the figures we keep.
 local cookie = os.getenv("BENCH_COOKIE") or ""
+local path = os.getenv("BENCH_PATH") or "/"
+local agencies = tonumber(os.getenv("BENCH_AGENCIES") or "0")
 wrk.headers["Cookie"] = cookie
+
+function init(args)
+  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
+end
+
+request = function()
+  local slug = "bench-000"
+  if agencies > 0 then
+    slug = string.format("bench-%03d", math.random(0, agencies - 1))
+  end
+  return wrk.format("GET", (path:gsub("{slug}", slug)))
+end
+
 done = function(summary, latency, requests)
   local seconds = summary.duration / 1e6
   io.write(string.format(

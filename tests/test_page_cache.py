@@ -271,3 +271,22 @@ def test_the_version_of_an_agency_is_one_indexed_query(app, db, world, count_que
         plan = db.session.execute(sa.text(
             "EXPLAIN QUERY PLAN SELECT max(id) FROM audit_event WHERE agency_id = 1")).all()
         assert any("ix_audit_event_agency_id_id" in row[-1] for row in plan), plan
+
+
+def test_the_roll_up_recomputes_only_the_agency_that_changed(app, db, world, monkeypatch):
+    from tracker.services import audit, dashboard
+
+    computed = []
+    real = dashboard.rollup
+    monkeypatch.setattr(dashboard, "rollup", lambda agencies, *a, **k: computed.append(
+        sorted(x.slug for x in agencies)) or real(agencies, *a, **k))
+    admin = _as(app, "admin@example.test")
+    first = admin.client.get("/rollup?sort=name").get_data(as_text=True).split("<table")[1]
+    assert computed == [["agency-a", "agency-b"]]
+    assert first.index("Harbor City PD") < first.index("Other Town PD")
+    audit.record("requirement.status", object_type="requirement", object_id="9", agency_id=world["b"].id)
+    db.session.commit()
+    # Another sort of the same data: the rows come from the cache, only B's is computed again.
+    again = admin.client.get("/rollup?sort=name&dir=desc").get_data(as_text=True).split("<table")[1]
+    assert computed == [["agency-a", "agency-b"], ["agency-b"]]
+    assert again.index("Other Town PD") < again.index("Harbor City PD")

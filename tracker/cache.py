@@ -95,16 +95,49 @@ def _scope(agencies):
 def _read_version(scope):
     if scope is ALL:
         return db.session.execute(sa.select(sa.func.max(AuditEvent.id))).scalar() or 0
-    # Each agency's newest event is one backward step in ix_audit_event_agency_id_id.
-    own = (sa.select(sa.func.max(AuditEvent.id)).where(AuditEvent.agency_id == Agency.id)
-           .correlate(Agency).scalar_subquery())
-    shared = (sa.select(sa.func.max(AuditEvent.id))
-              .where(AuditEvent.agency_id.is_(None), AuditEvent.outcome == "success",
-                     AuditEvent.action.not_like("auth.%"))
-              .scalar_subquery())
     newest_own, newest_shared = db.session.execute(
-        sa.select(sa.func.max(own), shared).select_from(Agency).where(Agency.id.in_(scope))).one()
+        sa.select(sa.func.max(_newest_own()), _newest_shared()).select_from(Agency).where(Agency.id.in_(scope))).one()
     return (newest_own or 0, newest_shared or 0)
+
+
+def _newest_own():
+    # Each agency's newest event is one backward step in ix_audit_event_agency_id_id.
+    return (sa.select(sa.func.max(AuditEvent.id)).where(AuditEvent.agency_id == Agency.id)
+            .correlate(Agency).scalar_subquery())
+
+
+def _newest_shared():
+    """The newest successful event that belongs to no agency, sign-ins aside (they change no page)."""
+    return (sa.select(sa.func.max(AuditEvent.id))
+            .where(AuditEvent.agency_id.is_(None), AuditEvent.outcome == "success",
+                   AuditEvent.action.not_like("auth.%"))
+            .scalar_subquery())
+
+
+def agency_versions(agency_ids):
+    """{agency id: that agency's version} for many agencies in ONE query (one index step per agency)."""
+    return {agency_id: (own or 0, shared or 0) for agency_id, own, shared in db.session.execute(
+        sa.select(Agency.id, _newest_own(), _newest_shared()).where(Agency.id.in_(list(agency_ids))))}
+
+
+def per_agency(name, agency_ids, compute):
+    """{agency id: value}, each kept under its own agency's version, so a write in one agency recomputes one
+    value, not all of them. compute(ids) returns {id: value} for the ids not cached (immutable values)."""
+    agency_ids = list(agency_ids)
+    if not _usable() or not agency_ids:
+        return compute(agency_ids) if agency_ids else {}
+    versions, today, cache = agency_versions(agency_ids), utcnow().date(), store()
+    found = {}
+    for agency_id in agency_ids:
+        value = cache.get((name, versions.get(agency_id), today, agency_id))
+        if value is not MISSING:
+            found[agency_id] = value
+    missing = [agency_id for agency_id in agency_ids if agency_id not in found]
+    if missing:
+        for agency_id, value in compute(missing).items():
+            cache.put((name, versions.get(agency_id), today, agency_id), value)
+            found[agency_id] = value
+    return found
 
 
 def _usable():

@@ -1,15 +1,18 @@
 """The cross-agency roll-up: one row of measures per agency, for admins and monitors."""
+from collections import namedtuple
+
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, render_template, request
+from flask import Blueprint, abort, flash, get_template_attribute, render_template, request
 from flask_login import current_user, login_required
 
 from tracker import cache
-from tracker.access import agency_ids_with_role, user_agencies
+from tracker.access import agency_ids_with_role
 from tracker.extensions import db
 from tracker.models import Agency
 from tracker.services import dashboard
 
 bp = Blueprint("rollup", __name__)
+AgencyRow = namedtuple("AgencyRow", "id name slug")
 
 
 @bp.get("/rollup")
@@ -24,14 +27,20 @@ def index():
         sort = "name"
     descending = request.args.get("dir") == "desc"
 
-    def render():
-        if scope is None:
-            agencies = user_agencies()
-        else:
-            agencies = db.session.execute(sa.select(Agency).where(Agency.id.in_(scope))).scalars().all()
-        return render_template("rollup/_table.html", rows=dashboard.rollup(agencies, sort, descending),
-                               sort=sort, descending=descending)
+    agency_ids = db.session.execute(sa.select(Agency.id)).scalars().all() if scope is None else scope
+    rows = cache.per_agency("rollup-row", agency_ids, _rows)
+    ordered = sorted(rows.values(), key=dashboard.SORTS[sort], reverse=descending)
+    return render_template("rollup/rollup.html", rows=ordered, sort=sort, descending=descending)
 
-    table = cache.html("rollup", (tuple(scope or ()), sort, descending), render,
-                       agencies=cache.ALL if scope is None else scope)
-    return render_template("rollup/rollup.html", table=table)
+
+def _rows(agency_ids):
+    """{agency id: {"agency", "measures", "html"}}: three queries for any number of agencies."""
+    agencies = db.session.execute(sa.select(Agency).where(Agency.id.in_(agency_ids))).scalars().all()
+    row = get_template_attribute("rollup/_table.html", "row")
+    result = {}
+    for entry in dashboard.rollup(agencies):
+        agency, measures = entry["agency"], entry["measures"]
+        # Plain values only: the entry outlives this request's session.
+        plain = AgencyRow(agency.id, agency.name, agency.slug)
+        result[agency.id] = {"agency": plain, "measures": measures, "html": row(plain, measures)}
+    return result
