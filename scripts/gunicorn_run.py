@@ -1,9 +1,14 @@
 """gunicorn settings for `make run` (`gunicorn -c scripts/gunicorn_run.py wsgi:app`).
 
+The mail worker (`flask --app wsgi mail worker`) runs beside gunicorn and stops with it; MAIL_WORKER=0
+leaves it out.
+
 The last thing on screen after start-up is a framed block with the address and the demo accounts, so
 the access log is off unless ACCESS_LOG=1, and requests for /static/ are never logged even then.
 """
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from gunicorn.glogging import Logger
@@ -24,6 +29,9 @@ class QuietStaticLogger(Logger):
 
 
 logger_class = QuietStaticLogger
+# Threads: a request waiting on the database (a lock, a slow write) does not hold its whole worker.
+worker_class = "gthread"
+threads = 4
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").strip().lower() in {"1", "true", "yes", "on"} else None
 
 
@@ -53,3 +61,25 @@ def post_worker_init(worker):
     # so the block comes after every start-up line.
     if worker.age == worker.cfg.workers:
         print("\n" + banner(str(worker.sockets[0]), INSTANCE) + "\n", flush=True)
+
+
+MAIL_WORKER_PROCESS = []
+
+
+def on_starting(server):
+    """Start the mail worker with the server: reminders, digests and delivery (.eml files in instance/mail/
+    without SMTP settings), listed at /admin/outbox."""
+    if os.environ.get("MAIL_WORKER", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return
+    root = Path(__file__).resolve().parent.parent
+    MAIL_WORKER_PROCESS.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "mail", "worker",
+                                                 "--quiet"], cwd=root))
+
+
+def on_exit(server):
+    for process in MAIL_WORKER_PROCESS:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
