@@ -106,7 +106,8 @@ def test_cross_site_auto_submit_without_token_is_refused(secure_app, db, world, 
     assert r.status_code == 400
     # The other writes a hostile page could aim at.
     for url, data in (("/logout", {}), ("/account/tokens", {"kind": "api", "name": "attacker"}),
-                      (f"/agencies/agency-a/requirements/{world['req'].id}/comments", {"body": "forged"})):
+                      (f"/agencies/agency-a/requirements/{world['req'].id}/comments", {"body": "forged"}),
+                      (f"/public/agency-a/policies/{world['public_policy'].id}/comment", {"body": "forged"})):
         assert victim.client.post(url, base_url=HTTPS, data=data, headers=headers).status_code == 400, url
     assert changed_tables(before, table_digests(db)) == []
     assert victim.client.get("/account", base_url=HTTPS).status_code == 200  # still signed in: no logout CSRF

@@ -25,6 +25,8 @@ ANONYMOUS = {
     "catalog code": lambda c, t, w: c.get("/catalog/recommendations/A%00B"),
     "catalog module": lambda c, t, w: c.get("/catalog/a%00b"),
     "public slug": lambda c, t, w: c.get("/public/agency-a%00"),
+    "public comment": lambda c, t, w: c.post(f"/public/agency-a/policies/{w['public_policy'].id}/comment",
+                                             data={"body": "a\x00b", "csrf_token": t}),
 }
 # Secrets are hashed before any query, so these never reach the database as text.
 HASHED = {
@@ -49,7 +51,7 @@ SIGNED_IN = {
 
 # A NUL byte is refused before any view runs: in the path with a 404 (no address has one), in a query
 # or form field with a 400.
-STATUS = {"sign-in e-mail": 400, "catalog code": 404, "catalog module": 404, "public slug": 404,
+STATUS = {"sign-in e-mail": 400, "catalog code": 404, "catalog module": 404, "public slug": 404, "public comment": 400,
           "comment": 400, "notes": 400, "status note": 400, "evidence title": 400, "token name": 400,
           "board search": 400, "agency slug": 404, "API slug": 404}
 

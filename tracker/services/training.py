@@ -274,6 +274,14 @@ def agency_plans(agency):
     return [(plan, docs[plan.id], points) for plan, points in _with_points([plan for plan, _ in rows])]
 
 
+def latest_by_document(agency):
+    """{document id: [(plan, latest point or None)]}: how far each document's training has got, for the list."""
+    result = {}
+    for plan, doc, points in agency_plans(agency):
+        result.setdefault(doc.id, []).append((plan, points[-1] if points else None))
+    return result
+
+
 def plans_with_targets(agency):
     return db.session.execute(
         sa.select(TrainingPlan, PolicyDocument).join(PolicyDocument, PolicyDocument.id == TrainingPlan.document_id)

@@ -86,8 +86,10 @@ def _index_page(agency, status=200, errors=None, values=None):
     requirements = db.session.execute(sa.select(Requirement).where(Requirement.agency_id == agency.id)
                                       .order_by(Requirement.sort_key)).scalars().all()
     return render_template("policies/index.html", agency=agency, rows=rows, requirements=requirements,
+                           trained=training.latest_by_document(agency),
                            filters={"state": state, "kind": kind, "requirement": requirement_id},
-                           can_draft=_role() in DEPARTMENT | {"admin"}, errors=errors or {}, values=values or {},
+                           can_draft=_role() in DEPARTMENT | {"admin"}, can_report=_role() in {"officer", "admin"},
+                           errors=errors or {}, values=values or {},
                            kinds=DOCUMENT_KINDS, states=DOCUMENT_STATES), status
 
 
