@@ -34,7 +34,7 @@ from tests.security.conftest import (
     world,  # noqa: F401 - the security suite's populated world, as a fixture here
 )
 from tests.security.test_no_state_change_on_get import _callers, _urls
-from tracker.models import ApiToken, FormSubmission, Membership, User, utcnow
+from tracker.models import ApiToken, FormSubmission, Membership, MonitoringPeriod, User, utcnow
 from tracker.services import submissions
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -446,7 +446,17 @@ CASES = {
     "monitoring.create_period": {"open": Case(
         "monitor", lambda db, w: "/agencies/agency-a/periods", data=lambda db, w: {
             "name": "Report 3", "start_date": "2026-01-01", "end_date": "2026-06-30"})},
-    "monitoring.close": {"close": Case("monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/close")},
+    "monitoring.share": {"share": Case("monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/share")},
+    "monitoring.file_report": {"file": Case(
+        "monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/file",
+        data=lambda db, w: {"filed_on": "2026-01-20", "docket_ref": "Dkt. 1123"})},
+    "monitoring.respond": {"answer": Case(
+        "officer", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/responses/{w['req'].id}",
+        prepare=lambda app, db, w, a: _set(db, MonitoringPeriod, w["open"].id, state="shared"),
+        data=lambda db, w: {"response": "The roster shows full staffing since May."})},
+    "monitoring.sustainment_order": {"order": Case(
+        "admin", lambda db, w: "/agencies/agency-a/sustainment-orders",
+        data=lambda db, w: {"order_date": "2025-11-01", "docket_ref": "Order (Dkt. 600)", "codes": "CIT-001"})},
     "monitoring.record_finding": {"rate": Case(
         "monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/findings/{w['req2'].id}",
         data=lambda db, w: {"level_id": str(w["levels"]["partial"].id), "narrative": "Half way."})},

@@ -130,7 +130,8 @@ def alpha(db):
         monitoring.record_finding(r[code], p2, lv[key], f"{code} in report 2", actor=monitor)
     for code, key in (("C1", "partial"), ("C2", "full"), ("C8", "full"), ("T1", "full")):
         monitoring.record_finding(r[code], p1, lv[key], f"{code} in report 1", actor=monitor)
-    monitoring.close_period(p1, actor=monitor)
+    monitoring.file_period(p1, date(2025, 7, 15), "Dkt. 101", actor=monitor)
+    monitoring.file_period(p2, date(2026, 1, 15), "Dkt. 102", actor=monitor)  # both reports filed
 
     def ev(code, state, superseded=False):
         db.session.add(Evidence(requirement_id=r[code].id, kind="link", title=f"{code} {state}",
@@ -386,6 +387,7 @@ def three(db):
                                    due_date=None if due is None else today + timedelta(days=due))
             if level:
                 monitoring.record_finding(req, period, lv[level], "", actor=monitor)
+        monitoring.file_period(period, date(2025, 7, 15), "Dkt. 1", actor=monitor)  # filed findings count
     # A terminated requirement leaves the roll-up's active counts.
     make_requirement(agencies["Beta"], module=module, code="B9", status="not_started",
                      due_date=today - timedelta(days=9), terminated_at=date(2025, 3, 1))

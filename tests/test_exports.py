@@ -79,7 +79,8 @@ def world(db, app):
         monitoring.record_finding(reqs[code], p1, lv[key], f"NARR-{code}-P1", actor=monitor)
     for code, key in (("A-001", "full"), ("A-002", "partial"), ("A-003", "none"), ("A-004", "partial")):
         monitoring.record_finding(reqs[code], p2, lv[key], f"NARR-{code}-P2", actor=monitor)
-    monitoring.close_period(p1, actor=monitor)
+    monitoring.file_period(p1, date(2025, 7, 15), "Dkt. 101", actor=monitor)
+    monitoring.file_period(p2, date(2026, 1, 15), "Dkt. 102", actor=monitor)  # both reports filed
 
     store = get_store()
 
@@ -306,9 +307,10 @@ def test_period_report_findings_deltas_and_evidence_index(client, auth, world):
     html = response.get_data(as_text=True)
     assert "Monitoring report: Report 2" in html
     # Deltas against Report 1: A-001 up, A-002 down; newly rated.
-    assert "1 upgrade, 1 downgrade</strong> against Report 1." in html
-    assert "Upgrade: A-001 Partial → Full" in html
-    assert "Downgrade: A-002 Full → Partial" in html
+    assert "1 upgrade, 1 downgrade, 2 newly rated</strong> against each requirement's previous filed rating " \
+           "(latest report: Report 1)." in html
+    assert "Upgrade: A-001 Partial (Report 1) → Full" in html
+    assert "Downgrade: A-002 Full (Report 1) → Partial" in html
     assert "Newly rated: A-003 Not in compliance" in html and "Newly rated: A-004 Partial" in html
     # Findings by module, with the narratives of this period only.
     findings = html.split("<h2>Findings by module</h2>")[1].split("<h2>Evidence index</h2>")[0]
@@ -328,7 +330,7 @@ def test_period_report_findings_deltas_and_evidence_index(client, auth, world):
     assert "SHA-256" in html
 
     first = client.get(f"/agencies/agency-a/periods/{p1.id}/report").get_data(as_text=True)
-    assert "This is the first monitoring period." in first
+    assert "No report was filed before this period; there is nothing to compare with." in first
     assert ev["early"].sha256 in first and ev["shared"].sha256 not in first
 
 

@@ -16,7 +16,7 @@ from tracker.models import (
     Requirement,
     utcnow,
 )
-from tracker.services import audit, monitoring
+from tracker.services import audit, monitoring, sustainment
 from tracker.services import board as board_service
 
 CLEVELAND = [("not_assessed", "Not yet assessed", "unassessed", 0),
@@ -302,32 +302,35 @@ def test_re_rating_an_open_period_replaces_the_current_finding_and_keeps_the_old
     assert "Operational compliance</strong>" in row and "Partial compliance</strong>" not in row
     # The requirement page keeps both, the old one marked as replaced.
     page = client.get(f"/agencies/agency-a/requirements/{req.id}").get_data(as_text=True)
-    assert "Partial compliance <span class=\"tracker-badge\">Replaced</span>" in page
+    assert ("Partial compliance <span class=\"tracker-badge\">Draft</span> "
+            "<span class=\"tracker-badge\">Replaced</span>") in page
 
 
-def test_closing_freezes_findings_and_a_correction_is_a_new_audited_entry(client, auth, db, mon):
+def test_filing_freezes_findings_and_a_correction_is_a_new_audited_entry(client, auth, db, mon):
     period = _period(db, mon["a"], "Report 1", "2026-01-01", "2026-06-30", state="open")
     db.session.commit()
     req = mon["reqs"]["cit1"]
     partial, general = _level(mon["cleveland"], "partial"), _level(mon["cleveland"], "general")
     _login(auth, mon, "monitor")
     auth.post(_finding_url(period, req), {"level_id": partial.id, "narrative": "Policy only"})
-    r = auth.post(f"/agencies/agency-a/periods/{period.id}/close")
+    r = auth.post(f"/agencies/agency-a/periods/{period.id}/file", {"filed_on": "2026-07-20", "docket_ref": "Dkt. 77"})
     assert r.status_code == 303
     db.session.expire_all()
     period = db.session.get(MonitoringPeriod, period.id)
     assert period.state == "filed" and period.filed_at is not None
+    assert (period.filed_on, period.docket_ref) == (date(2026, 7, 20), "Dkt. 77")
     assert period.filed_by_id == mon["users"]["monitor"].id
-    close = _audits(db)[-1]
-    assert close.action == "period.close" and close.agency_id == mon["a"].id
-    assert close.before == {"state": "open"} and close.after == {"state": "filed"}
+    filing = _audits(db)[-1]
+    assert filing.action == "period.file" and filing.agency_id == mon["a"].id
+    assert filing.before == {"state": "open"}
+    assert filing.after == {"state": "filed", "filed_on": "2026-07-20", "docket_ref": "Dkt. 77"}
     html = client.get(r.headers["Location"]).get_data(as_text=True)
-    assert "Report 1 is closed; its findings are frozen." in html
-    assert "Close Report 1" not in html and "Record a correction" in html
+    assert "Report 1 is filed (Dkt. 77, 2026-07-20): its findings are now visible to the committee" in html
+    assert "File Report 1" not in html and "Record a correction" in html
     events = len(_audits(db))
 
     # A plain re-rate is refused, and so is a blank reason.
-    message = "Report 1 is closed and its findings are frozen. Record a correction with a reason instead."
+    message = "Report 1 is filed and its findings are frozen. Record a correction with a reason instead."
     for reason in ("", "   "):
         r = auth.post(_finding_url(period, req), {"level_id": general.id, "narrative": "Better now",
                                                   "correction_reason": reason})
@@ -355,7 +358,7 @@ def test_closing_freezes_findings_and_a_correction_is_a_new_audited_entry(client
     assert event.before == {"level": "partial"}
     assert event.after["correction_reason"] == "Transcription error in the report" and event.after["level"] == "general"
     db.session.expire_all()
-    assert db.session.get(MonitoringPeriod, period.id).state == "filed"  # still closed
+    assert db.session.get(MonitoringPeriod, period.id).state == "filed"  # still filed
     html = client.get(f"/agencies/agency-a/periods/{period.id}").get_data(as_text=True)
     row = _row(html, "finding", req.id)
     assert "General compliance</strong>" in row and "Corrected" in row
@@ -363,10 +366,12 @@ def test_closing_freezes_findings_and_a_correction_is_a_new_audited_entry(client
     page = client.get(f"/agencies/agency-a/requirements/{req.id}").get_data(as_text=True)
     assert "Correction: Transcription error in the report" in page and "Replaced" in page
 
-    # Closing again is refused with a message and writes nothing.
-    r = auth.post(f"/agencies/agency-a/periods/{period.id}/close")
-    assert r.status_code == 303
-    assert "This period is already closed." in client.get(r.headers["Location"]).get_data(as_text=True)
+    # Filing again is refused with a message and writes nothing; so is sharing a filed period.
+    r = auth.post(f"/agencies/agency-a/periods/{period.id}/file", {"filed_on": "2026-07-21", "docket_ref": "Dkt. 78"})
+    assert r.status_code == 422 and "Report 1 was already filed on 2026-07-20." in r.get_data(as_text=True)
+    r = auth.post(f"/agencies/agency-a/periods/{period.id}/share")
+    assert "Report 1 is filed; only an open period&#39;s draft can be shared." in client.get(
+        r.headers["Location"]).get_data(as_text=True)
     assert len(_audits(db)) == events + 1
 
 
@@ -421,8 +426,14 @@ def two_reports(db, mon):
     return {"r0": r0, "r1": r1, "r2": r2, "more": more}
 
 
+def _clocks(agency):
+    """{requirement_id: (since, eligible on)} of the agency's sustainment clocks."""
+    clocks, _dips = sustainment.clocks(agency)
+    return {req_id: (c.since, c.eligible_on) for req_id, c in clocks.items()}
+
+
 def _codes(items):
-    return [(r.code, old.key if old else None, new.key) for r, old, new in items]
+    return [(r.code, old.key if old else None, new.key) for r, old, new, _was in items]
 
 
 def test_deltas_against_the_previous_period_have_known_answers(app, db, mon, two_reports):
@@ -456,22 +467,24 @@ def test_deltas_against_the_previous_period_have_known_answers(app, db, mon, two
 def test_closed_period_page_states_the_deltas(client, auth, db, mon, two_reports):
     _login(auth, mon, "committee")  # anyone in the agency can read them
     html = client.get(f"/agencies/agency-a/periods/{two_reports['r2'].id}").get_data(as_text=True)
-    assert '<h2 id="deltas">Changes since Report 1</h2>' in html
-    assert "<strong>3 upgrades, 1 downgrade</strong> against Report 1." in html
-    table = re.search(r"<caption>Upgrades and downgrades by module.*?</table>", html, re.S).group(0)
+    assert '<h2 id="deltas">Changes since the previous filed ratings</h2>' in html
+    assert ("<strong>3 upgrades, 1 downgrade, 1 newly rated</strong> against each requirement's previous filed "
+            "rating (latest report: Report 1).") in html
+    table = re.search(r"<caption>Upgrades, downgrades and newly rated requirements by module.*?</table>", html,
+                      re.S).group(0)
     cit = re.search(r'<th scope="row">Crisis Intervention Teams</th>(.*?)</tr>', table, re.S).group(1)
-    assert ("<td>2<br>CIT-001: Partial compliance → Operational compliance<br>"
-            "CIT-002: Non-compliance → General compliance</td>") in cit
-    assert "<td>1<br>CIT-003: Operational compliance → Partial compliance</td>" in cit
+    assert ("<td>2<br>CIT-001: Partial compliance (Report 1) → Operational compliance<br>"
+            "CIT-002: Non-compliance (Report 1) → General compliance</td>") in cit
+    assert "<td>1<br>CIT-003: Operational compliance (Report 1) → Partial compliance</td>" in cit
     data = re.search(r'<th scope="row">Data Collection</th>(.*?)</tr>', table, re.S).group(1)
-    assert "<td>1<br>DAT-001: Partial compliance → General compliance</td>" in data
-    assert "<td>0</td>" in data and "<td>1<br>DAT-002: no finding → Partial compliance</td>" in data
+    assert "<td>1<br>DAT-001: Partial compliance (Report 1) → General compliance</td>" in data
+    assert "<td>0</td>" in data and "<td>1<br>DAT-002: no filed rating → Partial compliance</td>" in data
     for code in ("DAT-003", "DAT-004", "DAT-005", "DAT-006"):
         assert code + ":" not in table
     html = client.get(f"/agencies/agency-a/periods/{two_reports['r1'].id}").get_data(as_text=True)
-    assert "<strong>1 upgrade, 1 downgrade</strong> against Report 0." in html
+    assert "<strong>1 upgrade, 1 downgrade, 5 newly rated</strong>" in html and "(latest report: Report 0)" in html
     html = client.get(f"/agencies/agency-a/periods/{two_reports['r0'].id}").get_data(as_text=True)
-    assert "This is the first period; there is nothing to compare with." in html
+    assert "No report was filed before this period; there is nothing to compare with." in html
     assert "<h1>Report 0</h1>" in html
 
 
@@ -483,19 +496,23 @@ def test_no_change_reads_zero_upgrades_zero_downgrades(client, auth, db, mon):
     db.session.commit()
     _login(auth, mon, "monitor")
     html = client.get(f"/agencies/agency-a/periods/{p2.id}").get_data(as_text=True)
-    assert "<strong>0 upgrades, 0 downgrades</strong> against Report 1." in html
-    assert "<caption>Upgrades and downgrades" not in html
+    assert "<strong>0 upgrades, 0 downgrades, 0 newly rated</strong>" in html
+    assert "<caption>Upgrades, downgrades" not in html
 
 
-def test_an_open_period_shows_no_deltas_and_compares_with_the_previous(client, auth, db, mon, two_reports):
+def test_an_open_period_shows_draft_deltas_to_the_monitor_and_compares_with_the_previous(client, auth, db, mon,
+                                                                                       two_reports):
     p3 = _period(db, mon["a"], "Report 3", "2026-01-01", "2026-06-30", state="open")
+    _rate(db, mon, mon["reqs"]["cit1"], p3, "general")
     db.session.commit()
     _login(auth, mon, "monitor")
     html = client.get(f"/agencies/agency-a/periods/{p3.id}").get_data(as_text=True)
-    assert 'id="deltas"' not in html and "Compared with Report 2" in html
+    assert '<h2 id="deltas">Changes since the previous filed ratings (draft)</h2>' in html
+    assert "<strong>1 upgrade, 0 downgrades, 0 newly rated</strong>" in html
+    assert "Previous filed report: Report 2" in html
     row = _row(html, "finding", mon["reqs"]["cit1"].id)
-    assert "<td>Operational compliance</td>" in row  # the previous period's rating
-    assert "Close Report 3 and freeze its findings" in html
+    assert "<td>Operational compliance<br><span class=\"usa-hint\">Report 2</span></td>" in row  # previous filed
+    assert "Share the draft of Report 3 with the parties" in html and "File Report 3" in html
 
 
 # --- not assessed and deferred -----------------------------------------------------------------
@@ -523,7 +540,7 @@ def test_not_assessed_and_deferred_are_never_non_compliance(app, db, mon):
     assert [_codes(d.newly_rated) for d in deltas] == [[("CIT-001", "evaluation_deferred", "general")]]
     # Not a break in the sustainment run.
     top = monitoring.top_rank(monitoring.scale_levels(a))
-    clock = monitoring.sustainment(a, top)
+    clock = _clocks(a)
     assert clock[reqs["cit1"].id] == (date(2025, 6, 30), date(2027, 6, 30))
     assert clock[reqs["cit2"].id] == (date(2025, 6, 30), date(2027, 6, 30))
     assert reqs["cit3"].id not in clock
@@ -540,7 +557,7 @@ def test_not_assessed_and_deferred_are_never_non_compliance(app, db, mon):
 def test_disagreement_flags_on_the_board_the_period_and_the_requirement(client, auth, db, mon):
     a, cit, data = mon["a"], mon["cit"], mon["data"]
     p1 = _period(db, a, "Report 1", "2025-01-01", "2025-06-30")
-    p2 = _period(db, a, "Report 2", "2025-07-01", "2025-12-31", state="open")
+    p2 = _period(db, a, "Report 2", "2025-07-01", "2025-12-31")
     cases = {  # code: (status, Report 1, Report 2, expected flag)
         "F-01": ("implemented", None, "operational",
                  "Agency reports Implemented; the monitor rates it Operational compliance."),
@@ -548,8 +565,11 @@ def test_disagreement_flags_on_the_board_the_period_and_the_requirement(client, 
                  "The monitor rates it General compliance; the agency reports In progress."),
         "F-03": ("not_started", None, "general",
                  "The monitor rates it General compliance; the agency reports Not started."),
-        "F-04": ("not_applicable", None, "general", None),
-        "F-05": ("not_applicable", None, "partial", None),
+        # Not applicable for the agency but rated by the monitor: flagged.
+        "F-04": ("not_applicable", None, "general",
+                 "The agency marks it Not applicable; the monitor rates it General compliance."),
+        "F-05": ("not_applicable", None, "partial",
+                 "The agency marks it Not applicable; the monitor rates it Partial compliance."),
         "F-06": ("implemented", None, "evaluation_deferred", None),
         "F-07": ("implemented", None, "not_assessed", None),
         "F-08": ("implemented", None, "general", None),
@@ -635,7 +655,7 @@ def four_reports(db, mon):
 
 def test_sustainment_clock_has_known_dates(client, auth, db, mon, four_reports):
     a, reqs = mon["a"], mon["reqs"]
-    clock = monitoring.sustainment(a, monitoring.top_rank(monitoring.scale_levels(a)))
+    clock = _clocks(a)
     assert clock == {
         reqs["cit1"].id: (date(2024, 12, 31), date(2026, 12, 31)),
         reqs["cit2"].id: (date(2025, 6, 30), date(2027, 6, 30)),
@@ -643,13 +663,16 @@ def test_sustainment_clock_has_known_dates(client, auth, db, mon, four_reports):
     }
     _login(auth, mon, "officer")
     page = _text(client.get(f"/agencies/agency-a/requirements/{reqs['cit1'].id}").get_data(as_text=True))
-    assert ("<strong>Sustainment clock:</strong> at General compliance since Dec 31, 2024; eligible for "
-            "termination on Dec 31, 2026 (24-month sustainment period).") in page
+    assert ("<strong>In sustainment since Dec 31, 2024</strong> (filing of Report 2, first General compliance "
+            "finding of the unbroken run); eligible for termination on Dec 31, 2026 (24-month sustainment period "
+            "of the instrument).") in page
     page = _text(client.get(f"/agencies/agency-a/requirements/{reqs['cit2'].id}").get_data(as_text=True))
-    assert "since Jun 30, 2025; eligible for termination on Jun 30, 2027" in page
+    assert "In sustainment since Jun 30, 2025</strong>" in page and "eligible for termination on Jun 30, 2027" in page
+    assert ("<strong>Sustainment:</strong> Fell to Partial compliance in Report 2 (filed 2024-12-31); the clock "
+            "restarted with the next top-level finding.") in page
     for name in ("cit3", "dat2"):
         page = client.get(f"/agencies/agency-a/requirements/{reqs[name].id}").get_data(as_text=True)
-        assert "Sustainment clock" not in page, name
+        assert "In sustainment" not in page, name
 
 
 def test_a_correction_that_lowers_a_rating_restarts_the_clock(client, auth, db, mon, four_reports):
@@ -659,10 +682,11 @@ def test_a_correction_that_lowers_a_rating_restarts_the_clock(client, auth, db, 
                                                        "correction_reason": "Field audit found lapses"})
     assert r.status_code == 303
     db.session.expire_all()
-    clock = monitoring.sustainment(a, 3)
+    clock = _clocks(a)
     assert clock[req.id] == (date(2025, 12, 31), date(2027, 12, 31))
     page = _text(client.get(f"/agencies/agency-a/requirements/{req.id}").get_data(as_text=True))
-    assert "since Dec 31, 2025; eligible for termination on Dec 31, 2027" in page
+    assert "In sustainment since Dec 31, 2025</strong>" in page and "eligible for termination on Dec 31, 2027" in page
+    assert "Fell to Operational compliance in Report 3 (filed 2025-06-30); the clock restarted" in page
 
 
 def test_sustainment_without_a_period_set_and_month_end_dates(client, auth, db, mon):
@@ -670,14 +694,15 @@ def test_sustainment_without_a_period_set_and_month_end_dates(client, auth, db, 
     p1 = _period(db, b, "Report 1", "2023-09-01", "2024-02-29")
     _rate(db, mon, req, p1, "full")
     db.session.commit()
-    assert monitoring.sustainment(b, 3) == {req.id: (date(2024, 2, 29), None)}
+    assert _clocks(b) == {req.id: (date(2024, 2, 29), None)}
     _login(auth, mon, "monitor_b")
     page = _text(client.get(f"/agencies/agency-b/requirements/{req.id}").get_data(as_text=True))
-    assert ("at Full compliance since Feb 29, 2024; no sustainment period is set for the agency.") in page
+    assert "In sustainment since Feb 29, 2024</strong>" in page
+    assert "no sustainment period is set for the instrument." in page
     b = db.session.get(type(b), b.id)
     b.primary_instrument.sustainment_months = 12
     db.session.commit()
-    assert monitoring.sustainment(b, 3) == {req.id: (date(2024, 2, 29), date(2025, 2, 28))}
+    assert _clocks(b) == {req.id: (date(2024, 2, 29), date(2025, 2, 28))}
 
 
 # --- partial termination -----------------------------------------------------------------------
@@ -854,12 +879,14 @@ def test_committee_members_and_officers_may_not_post_monitoring(client, auth, db
     for role in ("committee", "officer"):
         _login(auth, mon, role)
         page = client.get(f"/agencies/agency-a/periods/{period.id}").get_data(as_text=True)
-        assert "Record a finding" not in page and "Close Report 1" not in page, role
+        assert "Record a finding" not in page and "File Report 1" not in page and "Share the draft" not in page, role
         assert "Open a new period" not in client.get("/agencies/agency-a/periods").get_data(as_text=True)
         assert auth.post("/agencies/agency-a/periods", {"name": "Report 2", "start_date": "2026-07-01",
                                                          "end_date": "2026-12-31"}).status_code == 403, role
         assert auth.post(_finding_url(period, mon["reqs"]["cit1"]), {"level_id": level}).status_code == 403, role
-        assert auth.post(f"/agencies/agency-a/periods/{period.id}/close").status_code == 403, role
+        assert auth.post(f"/agencies/agency-a/periods/{period.id}/share").status_code == 403, role
+        assert auth.post(f"/agencies/agency-a/periods/{period.id}/file", {"filed_on": "2026-07-01",
+                                                                           "docket_ref": "Dkt. 1"}).status_code == 403
         auth.logout()
     db.session.expire_all()
     assert _count(db, MonitoringPeriod) == 1 and _count(db, Finding) == 0
@@ -881,14 +908,17 @@ def test_a_monitor_of_another_agency_gets_404(client, auth, db, mon):
                                                      "end_date": "2026-06-30"}).status_code == 404
     assert auth.post(_finding_url(period, req), {"level_id": level}).status_code == 404
     assert auth.post(_finding_url(period, req, "agency-b"), {"level_id": level}).status_code == 404
-    assert auth.post(f"/agencies/agency-a/periods/{period.id}/close").status_code == 404
-    assert auth.post(f"/agencies/agency-b/periods/{period.id}/close").status_code == 404
+    for action in ("share", "file"):
+        assert auth.post(f"/agencies/agency-a/periods/{period.id}/{action}").status_code == 404
+        assert auth.post(f"/agencies/agency-b/periods/{period.id}/{action}").status_code == 404
+    assert auth.post(f"/agencies/agency-a/periods/{period.id}/responses/{req.id}").status_code == 404
     auth.logout()
     # A's monitor cannot reach B's period or requirement through A's URLs either.
     _login(auth, mon, "monitor")
     assert auth.post(_finding_url(period_b, req), {"level_id": level}).status_code == 404
     assert auth.post(_finding_url(period, req_b), {"level_id": level}).status_code == 404
-    assert auth.post(f"/agencies/agency-a/periods/{period_b.id}/close").status_code == 404
+    assert auth.post(f"/agencies/agency-a/periods/{period_b.id}/share").status_code == 404
+    assert auth.post(f"/agencies/agency-a/periods/{period_b.id}/file").status_code == 404
     db.session.expire_all()
     assert _count(db, Finding) == 0 and _count(db, MonitoringPeriod) == 2
     assert {p.state for p in db.session.execute(sa.select(MonitoringPeriod)).scalars()} == {"open"}
@@ -910,11 +940,15 @@ def test_every_write_is_one_audit_event_with_the_right_action(client, auth, db, 
     auth.post(_finding_url(period, req), {"level_id": "bad"})  # refused
     auth.post(_finding_url(period, req), {"level_id": _level(cleveland, "operational").id})
     auth.post(_finding_url(period, mon["reqs"]["cit2"]), {"level_id": _level(cleveland, "evaluation_deferred").id})
-    auth.post(f"/agencies/agency-a/periods/{period.id}/close")
+    auth.post(f"/agencies/agency-a/periods/{period.id}/share")
+    auth.post(f"/agencies/agency-a/periods/{period.id}/file", {"filed_on": "2026-07-40", "docket_ref": "x"})  # bad
+    auth.post(f"/agencies/agency-a/periods/{period.id}/file", {"filed_on": "2026-07-20", "docket_ref": "Dkt. 5"})
     auth.post(_finding_url(period, req), {"level_id": _level(cleveland, "general").id})  # refused: frozen
     auth.post(_finding_url(period, req), {"level_id": _level(cleveland, "general").id,
                                           "correction_reason": "Typo"})
-    auth.post(f"/agencies/agency-a/periods/{period.id}/close")  # refused: already closed
+    auth.post(_finding_url(period, mon["reqs"]["dat1"]), {"level_id": _level(cleveland, "general").id,
+                                                          "correction_reason": "Add one"})  # refused: never adds
+    auth.post(f"/agencies/agency-a/periods/{period.id}/file", {"filed_on": "2026-07-20", "docket_ref": "Dkt. 5"})
     auth.logout()
     _login(auth, mon, "admin")
     auth.post(f"/agencies/agency-a/requirements/{req.id}/terminate", {"terminated_on": "", "reference": "x"})
@@ -922,9 +956,9 @@ def test_every_write_is_one_audit_event_with_the_right_action(client, auth, db, 
                                                                       "reference": "Order"})
     events = _audits(db)
     assert [e.action for e in events] == ["period.create", "finding.record", "finding.record", "finding.record",
-                                          "period.close", "finding.correct", "requirement.terminate"]
+                                          "period.share", "period.file", "finding.correct", "requirement.terminate"]
     assert all(e.agency_id == mon["a"].id for e in events)
-    assert [e.actor_id for e in events] == [mon["users"]["monitor"].id] * 6 + [mon["users"]["admin"].id]
+    assert [e.actor_id for e in events] == [mon["users"]["monitor"].id] * 7 + [mon["users"]["admin"].id]
     checked, bad, _reason = audit.verify_chain()
     assert bad is None and checked >= 7
 

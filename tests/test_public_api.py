@@ -65,11 +65,12 @@ def world(db):
     p2 = monitoring.create_period(a, "Report 2", date(2025, 7, 1), date(2025, 12, 31), actor=monitor)
     monitoring.record_finding(reqs[0], p1, lv["partial"], "SENTINEL-NARRATIVE-1", actor=monitor)
     monitoring.record_finding(reqs[1], p1, lv["none"], "SENTINEL-NARRATIVE-2", actor=monitor)
-    monitoring.close_period(p1, actor=monitor)
+    monitoring.file_period(p1, date(2025, 7, 15), "Dkt. 101", actor=monitor)
     monitoring.record_finding(reqs[1], p1, lv["partial"], "SENTINEL-NARRATIVE-3", actor=monitor,
                               correction_reason="SENTINEL-CORRECTION-1")
     monitoring.record_finding(reqs[0], p2, lv["full"], "SENTINEL-NARRATIVE-4", actor=monitor)
     monitoring.record_finding(reqs[3], p2, lv["not_assessed"], "", actor=monitor)
+    monitoring.file_period(p2, date(2026, 1, 15), "Dkt. 102", actor=monitor)  # both reports filed
     ev = Evidence(requirement_id=reqs[0].id, kind="link", title="SENTINEL-EVIDENCE-TITLE",
                   description="SENTINEL-EVIDENCE-DESCRIPTION", url="https://example.org/sentinel-evidence-url",
                   visibility="shareable", review_state="returned", uploaded_by_id=officer.id)

@@ -49,7 +49,7 @@ def northbay(live_app):
             period = monitoring.create_period(agency, name, start, end, actor=monitor)
             for code, level in ratings.items():
                 monitoring.record_finding(reqs[code], period, levels[level], f"{code} in {name}.", actor=monitor)
-            monitoring.close_period(period, actor=monitor)
+            monitoring.file_period(period, end, "Dkt. 7", actor=monitor)
         db.session.commit()
         dated = sum(1 for r in reqs.values() if r.due_date is not None)
         return {"slug": agency.slug, "count": len(reqs), "dated": dated}
@@ -136,7 +136,7 @@ def test_committee_member_reads_dashboard_exports_prints_and_subscribes(
     assert adv001[MATRIX_COLUMNS.index("Latest finding")] == "General compliance (Northbay report 2)"
 
     # The printable report of the latest period.
-    page.get_by_role("listitem").filter(has_text="Northbay report 2 (closed)").get_by_role(
+    page.get_by_role("listitem").filter(has_text="Northbay report 2 (filed)").get_by_role(
         "link", name="printable report").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"{AGENCY}Monitoring report: Northbay report 2")
     expect(page.get_by_text("2 upgrades, 0 downgrades")).to_be_visible()

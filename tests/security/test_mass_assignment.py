@@ -22,11 +22,13 @@ from tracker.models import (
     Base,
     Comment,
     DeadlineChange,
+    DocumentRequestExtension,
     Evidence,
     EvidenceReview,
     Finding,
     Membership,
     MonitoringPeriod,
+    PlanItem,
     Requirement,
     User,
 )
@@ -202,9 +204,10 @@ def test_monitoring_forms_ignore_extra_fields(db, world, staff):
             finding.correction_reason) == (req.id, world["users"]["monitor"].id, True, None, None)
     assert finding.level_id == world["levels"]["partial"].id and finding.created_at.year != 2000
 
-    r, d = _post(db, monitor, f"/agencies/agency-a/periods/{period.id}/close", hostile(world))
+    r, d = _post(db, monitor, f"/agencies/agency-a/periods/{period.id}/file",
+                 {**hostile(world), "filed_on": "2026-01-20", "docket_ref": "Dkt. 9"})
     assert r.status_code == 303
-    _only(d, monitoring_period={"state", "filed_on", "filed_at", "filed_by_id"}, audit_event=1)
+    _only(d, monitoring_period={"state", "filed_on", "docket_ref", "filed_at", "filed_by_id"}, audit_event=1)
     period = db.session.get(MonitoringPeriod, period.id)
     assert period.filed_by_id == world["users"]["monitor"].id and period.filed_at.year != 2000
 
@@ -385,7 +388,8 @@ def _legit(world, db):
     ids = {"slug": lambda: "agency-a", "req_id": lambda: req.id, "evidence_id": lambda: world["link"].id,
            "period_id": lambda: world["open"].id, "user_id": lambda: officer2, "action": lambda: "unlock",
            "membership_id": lambda: latest(Membership, Membership.user_id == officer2, Membership.agency_id == b.id),
-           "token_id": lambda: latest(ApiToken, ApiToken.user_id == world["users"]["admin"].id)}
+           "token_id": lambda: latest(ApiToken, ApiToken.user_id == world["users"]["admin"].id),
+           "request_id": lambda: world["doc_request"].id}
     return ids, {
         "admin.agency_new": lambda: {"name": "New PD", "slug": "new-pd", "state": "OH", "scale_id": a.scale_id,
                                      "source_id": "0"},
@@ -417,12 +421,37 @@ def _legit(world, db):
         "monitoring.create_period": lambda: {"name": "Swept period", "start_date": "2027-01-01",
                                              "end_date": "2027-06-30"},
         "monitoring.record_finding": lambda: {"level_id": world["levels"]["partial"].id, "narrative": "swept"},
-        "monitoring.close": lambda: {},
+        "monitoring.share": lambda: {},
+        "monitoring.respond": lambda: {"response": "swept"},
+        "monitoring.file_report": lambda: {"filed_on": "2026-01-20", "docket_ref": "Dkt. 9"},
+        "monitoring.sustainment_order": lambda: {"order_date": "2025-11-01", "docket_ref": "Order 3",
+                                                 "codes": "CIT-001"},
         "monitoring.terminate_requirement": lambda: {"terminated_on": "2026-01-15", "reference": "Order 1"},
         "monitoring.terminate_module": lambda: {"module": "cit", "terminated_on": "2026-02-01",
                                                 "reference": "Order 2"},
         "reviews.decide": lambda: {"decision": "accept", "comment": "swept"},
+        # Issue 13: monitoring plans and document requests.
+        "plans.set_scope": lambda: {"requirement_ids": str(req.id)},
+        "plans.carry_over": lambda: _earlier_plan(db, world),
+        "plans.save_methodology": lambda: {"measures": "swept", "sources": "CAD", "sample": "20 calls",
+                                           "level_criteria": "Full: 80%"},
+        "requests.create": lambda: {"title": "Swept rosters", "due_date": "2099-06-30",
+                                    "requirement_ids": str(req.id), "period_id": world["open"].id,
+                                    "submission_id": "d" * 32},
+        "requests.ask_extension": lambda: {"requested_due": "2099-03-01", "reason": "swept"},
+        "requests.decide_extension": lambda: {"extension_id": latest(DocumentRequestExtension,
+                                                                     DocumentRequestExtension.state == "pending"),
+                                              "decision": "grant"},
+        "requests.answer": lambda: {"evidence_choice": "none", "note": "swept", "submission_id": "e" * 32},
+        "requests.finish": lambda: {"action": "close", "note": "swept"},
     }
+
+
+def _earlier_plan(db, world):
+    """An earlier period's plan, for the carry-over to copy."""
+    db.session.add(PlanItem(period_id=world["closed"].id, requirement_id=world["req"].id))
+    db.session.commit()
+    return {}
 
 
 def _policy_legit(world, db):
@@ -505,8 +534,12 @@ def test_every_write_route_ignores_server_only_fields(app, db, world):
     rules = sorted((r for r in app.url_map.iter_rules() if "POST" in r.methods), key=lambda r: r.rule)
     missing = {r.endpoint for r in rules} - set(legit)
     assert not missing, f"write routes without an entry in _legit(): {missing}"
-    # Terminations and the period close go last, so the edits before them are still allowed.
-    order = {"monitoring.terminate_module": 3, "monitoring.close": 2, "monitoring.terminate_requirement": 1}
+    # Sharing the draft goes first (the agency answers a shared draft); terminations and filing go last, so the
+    # edits before them are still allowed.
+    # An extension is asked and decided while the request is still open, before it is answered and closed.
+    order = {"monitoring.share": -1, "requests.ask_extension": -1, "requests.decide_extension": -1,
+             "monitoring.terminate_module": 3, "monitoring.file_report": 2,
+             "monitoring.terminate_requirement": 1}
     order.update(policy_order)
     rules.sort(key=lambda r: order.get(r.endpoint, 0))
     before = snapshot(db)

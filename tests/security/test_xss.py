@@ -121,7 +121,11 @@ def stored(app, db, world):
     finding_url = f"/agencies/agency-a/periods/{period.id}/findings/{req.id}"
     levels = world["levels"]
     _ok(monitor.post(finding_url, {"level_id": levels["partial"].id, "narrative": value("narrative")}), "finding")
-    _ok(monitor.post(f"/agencies/agency-a/periods/{period.id}/close", {}), "close")
+    _ok(monitor.post(f"/agencies/agency-a/periods/{period.id}/share", {}), "share")
+    _ok(officer.post(f"/agencies/agency-a/periods/{period.id}/responses/{req.id}", {"response": value("response")}),
+        "response")
+    _ok(monitor.post(f"/agencies/agency-a/periods/{period.id}/file", {"filed_on": "2026-01-20",
+                                                                        "docket_ref": value("docket")}), "file")
     _ok(monitor.post(finding_url, {"level_id": levels["full"].id, "narrative": value("narrative"),
                                    "correction_reason": value("correction")}), "correction")
     _ok(monitor.post(f"/agencies/agency-a/evidence/{file_ev.id}/review",

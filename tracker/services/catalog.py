@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from tracker.extensions import db
 from tracker.models import (
+    ASSESSMENT_KINDS,
     CADENCES,
     CITATION_BASIS,
     LEVEL_KINDS,
@@ -192,12 +193,15 @@ class LevelSpec(Spec):
     kind: one_of(LEVEL_KINDS, "kind")
     rank: int = 0  # order among "rating" levels: 0 = not in compliance, higher is better
     description: Description = ""
+    ladder: bool = False  # a step assessed separately on per-level and percentage scales
+    threshold: Annotated[float, Field(ge=0, le=100)] | None = None  # percentage scales: share that meets it
 
 
 class ScaleSpec(Spec):
     key: plain_text(64)
     name: plain_text(200)
     description: Description = ""
+    assessment: one_of(tuple(ASSESSMENT_KINDS), "assessment") = "single"
     levels: list[LevelSpec]
 
 
@@ -339,6 +343,22 @@ def _cross_record_problems(catalog, positions, data):
         if not any(level.kind == "rating" for level in scale.levels):
             problems.append(f"{where}: field 'levels' needs at least one level of kind 'rating'")
         problems += _duplicates([level.key for level in scale.levels], f"{where}, level", "key")
+        problems += _ladder_problems(scale, where)
+    return problems
+
+
+def _ladder_problems(scale, where):
+    """Per-level and percentage scales assess a ladder of rating levels; percentage ones need thresholds."""
+    ladder = [level for level in scale.levels if level.ladder]
+    if scale.assessment == "single":
+        return []
+    problems = [] if ladder else [f"{where}: field 'levels' needs at least one level with 'ladder: true' "
+                                  f"for assessment '{scale.assessment}'"]
+    for level in ladder:
+        if level.kind != "rating":
+            problems.append(f"{where}, level '{level.key}': a ladder level must be of kind 'rating'")
+        if scale.assessment == "percentage" and level.threshold is None:
+            problems.append(f"{where}, level '{level.key}': field 'threshold' is required on a percentage scale")
     return problems
 
 

@@ -232,7 +232,9 @@ def trend(agency, module_key=None):
 
 def recent_activity(agency, limit=10):
     return db.session.execute(
-        sa.select(AuditEvent).where(AuditEvent.agency_id == agency.id, AuditEvent.outcome == "success")
+        sa.select(AuditEvent).where(AuditEvent.agency_id == agency.id, AuditEvent.outcome == "success",
+                                    # Draft findings and the answers to them stay with the parties until filed.
+                                    AuditEvent.action.not_in(monitoring.DRAFT_ACTIONS))
         .order_by(AuditEvent.id.desc()).limit(limit)
     ).scalars().all()
 

@@ -113,5 +113,7 @@ def _demo_periods(agency, requirements, periods):
         for code, (level_key, narrative) in spec.get("findings", {}).items():
             if code in by_code:
                 monitoring.record_finding(by_code[code], period, levels[level_key].id, narrative, actor=monitor)
-        if spec.get("close"):
-            monitoring.close_period(period, actor=monitor)
+        if spec.get("share"):
+            monitoring.share_period(period, actor=monitor)
+        if spec.get("filed_on"):
+            monitoring.file_period(period, date.fromisoformat(spec["filed_on"]), spec["docket_ref"], actor=monitor)

@@ -1,20 +1,37 @@
-"""Monitoring periods, findings on the agency's own compliance scale, deltas between periods,
-disagreement flags, the sustainment clock and partial terminations."""
+"""Monitoring periods (open -> draft shared with the parties -> filed), findings on the requirement's
+instrument scale (single, per-level or percentage), the agency's responses to draft findings, deltas against
+the previous filed rating, disagreement flags and partial terminations. The sustainment clock is in
+tracker/services/sustainment.py.
+
+Who sees what (issue 13): the monitoring team and admins see every period's findings; the agency's officers
+see a period's findings once its draft is shared (marked draft; they may answer each); everyone else, and every
+count, page, export and API outside the findings grid, sees findings of FILED periods only, through counted()."""
 from dataclasses import dataclass, field
 from datetime import date
 
 import sqlalchemy as sa
 
 from tracker.extensions import db
-from tracker.models import ComplianceLevel, Finding, Module, MonitoringPeriod, Requirement, utcnow
-from tracker.services import audit
-from tracker.services.agencies import add_months
+from tracker.models import (
+    ComplianceLevel,
+    Finding,
+    FindingAssessment,
+    FindingResponse,
+    Module,
+    MonitoringPeriod,
+    Requirement,
+    utcnow,
+)
+from tracker.services import assessments, audit
 from tracker.services.errors import ValidationFailed
 
 FILED = "filed"
 # Who sees a period's findings in each state: the monitoring team (and admins) always; the agency's officers
 # once the draft is shared (marked draft, with a written response per finding); everyone once it is filed.
 DRAFT_READERS = {"monitor", "admin"}
+# Audit actions about draft findings: the committee's activity feed leaves them out.
+DRAFT_ACTIONS = ("finding.record", "finding.respond", "period.share")
+MAX_NARRATIVE = 20000
 
 
 def filed_period_ids():
@@ -77,15 +94,44 @@ def create_period(agency, name, start, end, *, actor):
     return period
 
 
-def close_period(period, *, actor):
-    if period.state == "filed":
-        raise ValidationFailed({"period": "This period is already closed."})
-    period.state = "filed"
-    period.filed_on = utcnow().date()
-    period.filed_at = utcnow()
-    period.filed_by_id = actor.id
+def share_period(period, *, actor):
+    """Open -> draft shared with the parties: the agency's officers now see the findings (marked draft)."""
+    if period.state != "open":
+        raise ValidationFailed({"period": f"{period.name} is {period.state_label.lower()}; only an open period's "
+                                          "draft can be shared."})
+    period.state = "shared"
+    period.shared_at = utcnow()
+    period.shared_by_id = actor.id
     db.session.flush()
-    audit.record("period.close", period, actor=actor, before={"state": "open"}, after={"state": "filed"})
+    audit.record("period.share", period, actor=actor, before={"state": "open"}, after={"state": "shared"})
+
+
+def file_period(period, filed_on, docket_ref, *, actor):
+    """The report is filed with the court: its findings become visible to the committee and count everywhere."""
+    errors = {}
+    if period.state == FILED:
+        raise ValidationFailed({"period": f"{period.name} was already filed on {period.filed_on.isoformat()}."
+                                if period.filed_on else f"{period.name} is already filed."})
+    today = utcnow().date()
+    if not isinstance(filed_on, date):
+        errors["filed_on"] = "Enter the date the report was filed with the court as YYYY-MM-DD."
+    elif filed_on > today:
+        errors["filed_on"] = f"The filing date cannot be later than today ({today.isoformat()})."
+    elif filed_on < period.start_date:
+        errors["filed_on"] = f"The filing date cannot be before the period began ({period.start_date.isoformat()})."
+    docket_ref = (docket_ref or "").strip()
+    if not docket_ref:
+        errors["docket_ref"] = "Cite the filing, e.g. “Dkt. 1123”."
+    elif len(docket_ref) > 300:
+        errors["docket_ref"] = "The docket reference must be at most 300 characters."
+    if errors:
+        raise ValidationFailed(errors)
+    before = period.state
+    period.state, period.filed_on, period.docket_ref = FILED, filed_on, docket_ref
+    period.filed_at, period.filed_by_id = utcnow(), actor.id
+    db.session.flush()
+    audit.record("period.file", period, actor=actor, before={"state": before},
+                 after={"state": FILED, "filed_on": filed_on, "docket_ref": docket_ref})
 
 
 def scale_levels(agency):
@@ -102,22 +148,48 @@ def current_findings(period_ids, requirement_ids=None):
     return db.session.execute(query).scalars().all()
 
 
-def record_finding(requirement, period, level_id, narrative, *, actor, correction_reason=None):
-    """Rate a requirement for a period. Re-rating while open replaces the current finding (kept as
-    history); once the period is closed only a correction with a reason may replace it."""
-    errors = {}
-    if period.agency_id != requirement.agency_id:
-        raise ValidationFailed({"period": "The period belongs to another agency."})
+def parts_of(finding_ids):
+    """{finding_id: [assessments.Part]} in ladder order, one query."""
+    parts = {}
+    if not finding_ids:
+        return parts
+    for row in db.session.execute(
+        sa.select(FindingAssessment).where(FindingAssessment.finding_id.in_(list(finding_ids)))
+    ).scalars():
+        parts.setdefault(row.finding_id, []).append(assessments.Part(row.level, row.status, row.measured))
+    for items in parts.values():
+        items.sort(key=lambda p: (p.level.rank, p.level.position))
+    return parts
+
+
+def _chosen_level(scale, level_id, errors):
     try:
         level_id = int(level_id)
     except (TypeError, ValueError):
         level_id = None
     level = db.session.get(ComplianceLevel, level_id) if level_id else None
-    scale = requirement.instrument.scale
     if level is None or level.scale_id != scale.id:
         errors["level_id"] = f"Choose a level of this requirement's scale ({scale.name})."
+        return None
+    return level
+
+
+def _assess(scale, level_id, form, errors):
+    """(overall level, parts) for the scale's kind of assessment."""
+    if scale.assessment == "single":
+        return _chosen_level(scale, level_id, errors), []
+    parts = assessments.parse_parts(scale, form or {}, errors)
+    if errors:
+        return None, parts
+    level = assessments.overall(scale, parts)
+    if level is None:
+        errors["level_id"] = f"{scale.name} has no level for this assessment; ask an administrator to check the scale."
+    return level, parts
+
+
+def _check_finding(requirement, period, narrative, correction_reason, errors):
     narrative = (narrative or "").strip()
-    if len(narrative) > 20000:
+    if len(narrative) > MAX_NARRATIVE:
         errors["narrative"] = "The narrative must be at most 20,000 characters."
     correction_reason = (correction_reason or "").strip()
     if len(correction_reason) > 2000:
@@ -126,9 +198,28 @@ def record_finding(requirement, period, level_id, narrative, *, actor, correctio
         errors["requirement"] = (f"{requirement.code} was terminated by the court on "
                                  f"{requirement.terminated_at.isoformat()}, before this period began; "
                                  "it is no longer rated.")
-    if period.state == "filed" and not correction_reason:
-        errors["period"] = (f"{period.name} is closed and its findings are frozen. Record a correction "
+    if period.state == FILED and not correction_reason:
+        errors["period"] = (f"{period.name} is filed and its findings are frozen. Record a correction "
                             "with a reason instead.")
+    return narrative, correction_reason
+
+
+def _same(previous, level, narrative, parts):
+    old = sorted((p.level.id, p.status, p.measured) for p in parts_of([previous.id]).get(previous.id, []))
+    new = sorted((p.level.id, p.status, p.measured) for p in parts)
+    return previous.level_id == level.id and previous.narrative == narrative and old == new
+
+
+def record_finding(requirement, period, level_id, narrative, *, actor, correction_reason=None, form=None):
+    """Rate a requirement for a period on its instrument's scale (`form` carries per-level statuses or measured
+    percentages). Re-rating an open or shared period replaces the current finding (kept as history); once the
+    period is filed only a correction with a reason may replace an existing finding; none is ever added."""
+    if period.agency_id != requirement.agency_id:
+        raise ValidationFailed({"period": "The period belongs to another agency."})
+    errors = {}
+    scale = requirement.instrument.scale
+    level, parts = _assess(scale, level_id, form, errors)
+    narrative, correction_reason = _check_finding(requirement, period, narrative, correction_reason, errors)
     if errors:
         raise ValidationFailed(errors)
     # Serialise ratings of one requirement (PostgreSQL row lock; SQLite's writes are already serial),
@@ -138,82 +229,150 @@ def record_finding(requirement, period, level_id, narrative, *, actor, correctio
         sa.select(Finding).where(Finding.requirement_id == requirement.id, Finding.period_id == period.id,
                                  Finding.is_current.is_(True))
     ).scalar_one_or_none()
+    filed = period.state == FILED
+    if filed and previous is None:
+        raise ValidationFailed({"period": f"{period.name} is filed and has no finding on {requirement.code}; a "
+                                          "correction replaces an existing finding and never adds a rating."})
     if previous is not None:
-        if (previous.level_id == level.id and previous.narrative == narrative and period.state == "open"):
+        if not filed and _same(previous, level, narrative, parts):
             return previous
         previous.is_current = False
     finding = Finding(requirement_id=requirement.id, period_id=period.id, level_id=level.id, narrative=narrative,
                       monitor_id=actor.id, supersedes_id=previous.id if previous else None,
-                      correction_reason=correction_reason if period.state == "filed" else None)
+                      correction_reason=correction_reason if filed else None)
     db.session.add(finding)
     db.session.flush()
-    audit.record("finding.correct" if period.state == "filed" else "finding.record", finding,
+    db.session.add_all(FindingAssessment(finding_id=finding.id, level_id=p.level.id, status=p.status,
+                                         measured=p.measured) for p in parts)
+    db.session.flush()
+    audit.record("finding.correct" if filed else "finding.record", finding,
                  agency_id=requirement.agency_id, actor=actor,
                  before={"level": previous.level.key} if previous else None,
                  after={"requirement": requirement.code, "period": period.name, "level": level.key,
-                        "narrative": narrative, "correction_reason": correction_reason or None})
+                        "narrative": narrative, "correction_reason": correction_reason or None,
+                        "assessments": assessments.describe(parts) or None})
     return finding
 
 
+def respond(period, requirement, body, *, actor):
+    """The agency's written answer to a draft finding while the draft is shared; a new answer replaces the
+    current one (kept as history)."""
+    if period.agency_id != requirement.agency_id:
+        raise ValidationFailed({"period": "The period belongs to another agency."})
+    errors = {}
+    body = (body or "").strip()
+    if not body:
+        errors["body"] = "Write the agency's response."
+    elif len(body) > MAX_NARRATIVE:
+        errors["body"] = "The response must be at most 20,000 characters."
+    if period.state != "shared":
+        errors["period"] = (f"{period.name} is {period.state_label.lower()}; the agency answers draft findings "
+                            "while the draft is shared with the parties.")
+    finding = db.session.execute(
+        sa.select(Finding).where(Finding.requirement_id == requirement.id, Finding.period_id == period.id,
+                                 Finding.is_current.is_(True))).scalar_one_or_none()
+    if finding is None:
+        errors["requirement"] = f"There is no draft finding on {requirement.code} to answer."
+    if errors:
+        raise ValidationFailed(errors)
+    previous = db.session.execute(
+        sa.select(FindingResponse).where(FindingResponse.period_id == period.id,
+                                         FindingResponse.requirement_id == requirement.id,
+                                         FindingResponse.is_current.is_(True))).scalars().all()
+    for old in previous:
+        old.is_current = False
+    response = FindingResponse(period_id=period.id, requirement_id=requirement.id, finding_id=finding.id,
+                               body=body, author_id=actor.id)
+    db.session.add(response)
+    db.session.flush()
+    audit.record("finding.respond", response, agency_id=requirement.agency_id, actor=actor,
+                 before={"body": previous[-1].body} if previous else None,
+                 after={"requirement": requirement.code, "period": period.name, "body": body})
+    return response
+
+
+def responses(period):
+    """{requirement_id: current FindingResponse} of the period, one query."""
+    return {r.requirement_id: r for r in db.session.execute(
+        sa.select(FindingResponse).where(FindingResponse.period_id == period.id, FindingResponse.is_current.is_(True))
+        .options(sa.orm.joinedload(FindingResponse.author))).scalars()}
+
+
+def latest_findings(agency, before=None):
+    """{requirement_id: Finding} — each requirement's current finding in its most recent FILED period (ending
+    before `before` when given: the previous filed rating, whichever period that was)."""
+    query = (sa.select(Finding).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
+             .where(MonitoringPeriod.agency_id == agency.id, counted())
+             .options(sa.orm.contains_eager(Finding.period))
+             .order_by(MonitoringPeriod.end_date, Finding.id))
+    if before is not None:
+        query = query.where(MonitoringPeriod.end_date < before)
+    latest = {}
+    for finding in db.session.execute(query).scalars():
+        latest[finding.requirement_id] = finding
+    return latest
+
+
 def previous_period(period):
+    """The last FILED period ending before this one (what "previous" means on every page)."""
     return db.session.execute(
         sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == period.agency_id,
+                                          MonitoringPeriod.state == FILED,
                                           MonitoringPeriod.end_date < period.end_date)
-        .order_by(MonitoringPeriod.end_date.desc()).limit(1)
+        .order_by(MonitoringPeriod.end_date.desc(), MonitoringPeriod.id.desc()).limit(1)
     ).scalar_one_or_none()
 
 
 @dataclass
 class ModuleDelta:
     module: Module
-    upgrades: list = field(default_factory=list)      # (requirement, old level, new level)
+    # (requirement, old level, new level, period of the old rating)
+    upgrades: list = field(default_factory=list)
     downgrades: list = field(default_factory=list)
     newly_rated: list = field(default_factory=list)
 
 
 def deltas(period):
-    """Upgrades and downgrades against the previous period, per module. Only rating levels are
-    compared; 'not yet assessed' and 'evaluation deferred' are neither."""
+    """Upgrades, downgrades and newly rated requirements, per module: each requirement's finding in this period
+    against its previous FILED rating, whichever period that was (rated in 1, skipped in 2, rated in 3: 3 is
+    compared with 1). Only rating levels are compared; 'not yet assessed' and 'deferred' are neither."""
     before = previous_period(period)
     if before is None:
         return None, []
     now = {f.requirement_id: f for f in current_findings([period.id])}
-    then = {f.requirement_id: f for f in current_findings([before.id])}
+    then = latest_findings(period.agency, before=period.end_date)
     requirements = {r.id: r for r in db.session.execute(
-        sa.select(Requirement).where(Requirement.id.in_(set(now) | set(then)))).scalars()}
+        sa.select(Requirement).where(Requirement.id.in_(set(now)))).scalars()}
     modules = {m.id: m for m in db.session.execute(Module.in_order()).scalars()}
     result = {m_id: ModuleDelta(module=m) for m_id, m in modules.items()}
     for req_id, new in now.items():
-        req = requirements[req_id]
-        old = then.get(req_id)
+        req, old = requirements[req_id], then.get(req_id)
         entry = result[req.module_id]
         if new.level.kind != "rating":
             continue
+        item = (req, old.level if old else None, new.level, old.period if old else None)
         if old is None or old.level.kind != "rating":
-            entry.newly_rated.append((req, old.level if old else None, new.level))
+            entry.newly_rated.append(item)
         elif new.level.rank > old.level.rank:
-            entry.upgrades.append((req, old.level, new.level))
+            entry.upgrades.append(item)
         elif new.level.rank < old.level.rank:
-            entry.downgrades.append((req, old.level, new.level))
+            entry.downgrades.append(item)
     for entry in result.values():
         for items in (entry.upgrades, entry.downgrades, entry.newly_rated):
             items.sort(key=lambda item: item[0].code)
     return before, [d for d in result.values() if d.upgrades or d.downgrades or d.newly_rated]
 
 
-def latest_findings(agency):
-    """{requirement_id: Finding} — each requirement's current finding in its most recent FILED rated period."""
-    rows = db.session.execute(
-        sa.select(Finding, MonitoringPeriod.end_date)
-        .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-        .where(MonitoringPeriod.agency_id == agency.id, counted())
-        .options(sa.orm.contains_eager(Finding.period))
-        .order_by(MonitoringPeriod.end_date, Finding.id)
-    ).all()
-    latest = {}
-    for finding, _end in rows:
-        latest[finding.requirement_id] = finding
-    return latest
+def _plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def delta_headline(deltas):
+    """'4 upgrades, 1 downgrade, 1 newly rated'."""
+    ups = sum(len(d.upgrades) for d in deltas)
+    downs = sum(len(d.downgrades) for d in deltas)
+    new = sum(len(d.newly_rated) for d in deltas)
+    return f"{_plural(ups, 'upgrade')}, {_plural(downs, 'downgrade')}, {new} newly rated"
 
 
 def top_rank(levels):
@@ -222,35 +381,18 @@ def top_rank(levels):
 
 
 def disagreement(requirement, finding, top):
-    """A sentence when the agency's own status and the monitor's latest rating disagree, else None."""
-    if finding is None or finding.level.kind != "rating" or requirement.status == "not_applicable":
+    """A sentence when the agency's own status and the monitor's latest filed rating disagree, else None. A
+    requirement the agency marks not applicable but the monitor rates is flagged too."""
+    if finding is None or finding.level.kind != "rating":
         return None
+    if requirement.status == "not_applicable":
+        return f"The agency marks it Not applicable; the monitor rates it {finding.level.label}."
     at_top = finding.level.rank == top
     if requirement.status == "implemented" and not at_top:
         return f"Agency reports Implemented; the monitor rates it {finding.level.label}."
     if requirement.status != "implemented" and at_top:
         return f"The monitor rates it {finding.level.label}; the agency reports {requirement.status_label}."
     return None
-
-
-def sustainment(agency, top):
-    """{requirement_id: (since, eligible_on)}: `since` is the end of the first period of the current
-    unbroken run of top-level findings; `eligible_on` adds the agency's sustainment period."""
-    rows = db.session.execute(
-        sa.select(Finding.requirement_id, MonitoringPeriod.end_date, ComplianceLevel.kind, ComplianceLevel.rank)
-        .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-        .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
-        .where(MonitoringPeriod.agency_id == agency.id, Finding.is_current.is_(True))
-        .order_by(Finding.requirement_id, MonitoringPeriod.end_date)
-    ).all()
-    clock = {}
-    for req_id, end_date, kind, rank in rows:
-        if kind == "rating" and rank == top:
-            clock.setdefault(req_id, end_date)
-        elif kind == "rating":
-            clock.pop(req_id, None)  # the run is broken by any lower rating
-    months = agency.sustainment_months
-    return {req_id: (since, add_months(since, months) if months else None) for req_id, since in clock.items()}
 
 
 def terminate(requirements, terminated_on, reference, *, actor):
@@ -281,21 +423,29 @@ def terminate(requirements, terminated_on, reference, *, actor):
     return done
 
 
-def requirement_findings(requirement):
-    """Every finding on a requirement (corrections and replaced ones included), newest period first."""
-    return db.session.execute(
-        sa.select(Finding, MonitoringPeriod).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-        .where(Finding.requirement_id == requirement.id)
-        .options(sa.orm.joinedload(Finding.monitor))
-        .order_by(MonitoringPeriod.end_date.desc(), Finding.created_at.desc(), Finding.id.desc())
-    ).all()
+def requirement_findings(requirement, role=None):
+    """Every finding on a requirement (corrections and replaced ones included) in periods whose findings `role`
+    may read, newest period first."""
+    query = (sa.select(Finding, MonitoringPeriod).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
+             .where(Finding.requirement_id == requirement.id)
+             .options(sa.orm.joinedload(Finding.monitor))
+             .order_by(MonitoringPeriod.end_date.desc(), Finding.created_at.desc(), Finding.id.desc()))
+    if role not in DRAFT_READERS:
+        states = [FILED, "shared"] if role == "officer" else [FILED]
+        query = query.where(MonitoringPeriod.state.in_(states))
+    return db.session.execute(query).all()
 
 
-def requirement_monitoring(agency, requirement):
-    """Findings history, sustainment clock and disagreement flag for the requirement page."""
+def requirement_monitoring(agency, requirement, role=None):
+    """Findings history (what `role` may read; drafts marked), sustainment clock and disagreement flag (filed
+    findings only) for the requirement page."""
+    from tracker.services import sustainment
+
     top = top_rank(scale_levels(agency))
-    history = requirement_findings(requirement)
-    latest = next((f for f, _p in history if f.is_current), None)
-    return {"findings": history, "clock": sustainment(agency, top).get(requirement.id),
+    history = requirement_findings(requirement, role)
+    latest = latest_findings(agency).get(requirement.id)
+    clocks, dips = sustainment.clocks(agency, [requirement.id])
+    return {"findings": history, "parts": parts_of([f.id for f, _p in history]),
+            "clock": clocks.get(requirement.id), "dip": dips.get(requirement.id),
             "flag": disagreement(requirement, latest, top), "top_label": next(
                 (lvl.label for lvl in scale_levels(agency) if lvl.kind == "rating" and lvl.rank == top), None)}

@@ -123,7 +123,7 @@ def _requirement_page(agency, req, *, status=200, errors=None, conflict=None, su
     detail = board_service.requirement_detail(req, requests=g.agency_role in {"officer", "monitor", "admin"})
     return render_template(
         "board/requirement.html", agency=agency, req=req, detail=detail, errors=errors or {}, conflict=conflict,
-        monitoring=monitoring_service.requirement_monitoring(agency, req),
+        monitoring=monitoring_service.requirement_monitoring(agency, req, g.agency_role),
         submitted=submitted or {}, status_form=status_form, owner_form=owner_form, due_form=due_form,
         notes_form=notes_form, comment_form=forms.get("comment") or CommentForm(formdata=None),
         evidence_form=forms.get("evidence") or EvidenceForm(formdata=None),

@@ -17,8 +17,10 @@ bp = Blueprint("reports", __name__)
 def period_report(slug, period_id):
     agency = agency_or_404(slug)
     period = get_scoped_or_404(MonitoringPeriod, period_id, agency)
-    before, deltas = monitoring.deltas(period)
-    current = {f.requirement_id: f for f in monitoring.current_findings([period.id])}
+    # Issue 13: a period's findings only for those who may read them (drafts: monitoring team; shared: officers).
+    visible = monitoring.findings_visible(period, g.agency_role)
+    before, deltas = monitoring.deltas(period) if visible else (None, [])
+    current = {f.requirement_id: f for f in monitoring.current_findings([period.id])} if visible else {}
     requirements = db.session.execute(
         sa.select(Requirement).where(Requirement.agency_id == agency.id)
         .options(sa.orm.joinedload(Requirement.module)).order_by(Requirement.code)).scalars().all()
@@ -31,7 +33,8 @@ def period_report(slug, period_id):
                        if g.agency_role in document_requests.VIEW_ROLES | {"admin"} else None)
     return render_template("reports/period_report.html", agency=agency, period=period, before=before,
                            plan_rows=plan_rows, request_summary=request_summary,
-                           deltas=deltas, current=current, requirements=requirements, modules=modules,
+                           deltas=deltas, current=current, visible=visible,
+                           headline=monitoring.delta_headline(deltas), requirements=requirements, modules=modules,
                            evidence=evidence, shareable_only=shareable_only, generated=utcnow())
 
 
