@@ -109,7 +109,8 @@ def stored(app, db, world):
                                 [PARAGRAPH, value("imp-title"), value("imp-text"), "cit"]])
     _ok(post_multipart(officer, "/agencies/agency-a/import", {},
                        [("file", IMPORT_FILENAME, rows.getvalue().encode())]), "import")
-    imported = db.session.execute(sa.select(Requirement).where(Requirement.code == f"¶ {PARAGRAPH}")).scalar_one()
+    # The paragraph id is kept as typed (issue 12).
+    imported = db.session.execute(sa.select(Requirement).where(Requirement.code == PARAGRAPH)).scalar_one()
     file_ev = db.session.execute(sa.select(Evidence).where(Evidence.title == value("ev-title"))).scalar_one()
     link_ev = db.session.execute(sa.select(Evidence).where(Evidence.title == value("link-title"))).scalar_one()
 

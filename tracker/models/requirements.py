@@ -93,13 +93,15 @@ class Requirement(Timestamped, Base):
 
     @hybrid_property
     def is_open(self):
-        """True while the due date binds: a test on a loaded requirement, a condition in a query."""
-        return self.status in OPEN_STATUSES
+        """True while the due date binds: a test on a loaded requirement, a condition in a query. A recurring duty's
+        open occurrence binds whatever its status, unless it is not applicable."""
+        return self.status in OPEN_STATUSES or (self.cadence_months is not None and self.status != "not_applicable")
 
     @is_open.inplace.expression
     @classmethod
     def _is_open_condition(cls):
-        return cls.status.in_(OPEN_STATUSES)
+        return sa.or_(cls.status.in_(OPEN_STATUSES),
+                      sa.and_(cls.cadence_months.is_not(None), cls.status != "not_applicable"))
 
 
 class StatusChange(Base):

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from tracker.extensions import db
 from tracker.models import (
+    CADENCE_MONTHS,
     INSTRUMENT_KINDS,
     Agency,
     ComplianceScale,
@@ -133,6 +134,8 @@ def update_agency(agency, values, *, actor=None):
 def recompute_due_dates(instrument, *, actor=None):
     """Move every derived due date of the instrument's requirements with its effective date. Each move is a
     deadline change (shown on the requirement's timeline) with its own audit event; dates set by hand stay."""
+    from tracker.services import occurrences
+
     requirements = db.session.execute(
         sa.select(Requirement).where(Requirement.instrument_id == instrument.id,
                                      Requirement.due_date_derived.is_(True))
@@ -140,11 +143,21 @@ def recompute_due_dates(instrument, *, actor=None):
     effective = instrument.effective_date
     reason = f"Effective date moved to {effective.isoformat() if effective else 'none'}"
     changed = 0
+    opened = occurrences.open_by_requirement([r.id for r in requirements if r.recurring])
     for req in requirements:
         new = derive_due_date(effective, req)
+        occurrence = opened.get(req.id)
+        if occurrence is not None and occurrence.sequence > 1:
+            continue  # a recurring duty under way: its next due date follows the rounds completed
         if new == req.due_date:
             continue
-        old, req.due_date = req.due_date, new
+        old = req.due_date
+        if req.recurring and new is not None:
+            # Moves the first occurrence, or opens it when there was no date to open it at.
+            occurrences.move_first(req, new, occurrence)
+        elif req.recurring:
+            occurrences.stop(req, occurrence)  # no effective date any more: nothing is due
+        req.due_date = new
         db.session.add(DeadlineChange(requirement_id=req.id, old_date=old, new_date=new, reason=reason,
                                       actor_id=actor.id if actor is not None else None))
         db.session.flush()
@@ -159,6 +172,19 @@ def citation_text(recommendation):
     for c in recommendation.citations:
         parts.append(f"{c.source.short_title} {c.paragraphs}")
     return "; ".join(parts)[:300]
+
+
+def _catalog_cadence(req, rec, instrument):
+    """The catalog's cadence in the same model as imported recurring duties: first due at the typical deadline, or
+    one interval after the effective date. True when the requirement recurs and has a first due date."""
+    months = CADENCE_MONTHS.get(rec.cadence) if rec.cadence else None
+    if months is None:
+        return False
+    req.cadence_months, req.cadence_text = months, (rec.cadence_note or rec.cadence)[:300]
+    if req.deadline_amount is None:
+        req.deadline_amount, req.deadline_unit = months, "months"
+        req.due_date = derive_due_date(instrument.effective_date, req)
+    return req.due_date is not None
 
 
 def adopt(agency, module_keys=None, *, actor=None):
@@ -179,6 +205,7 @@ def adopt(agency, module_keys=None, *, actor=None):
     ).scalars())
     created = []
     instrument = agency.primary_instrument
+    new_recurring = []
     for rec in db.session.execute(query.order_by(Recommendation.code)).scalars():
         if rec.id in taken:
             continue
@@ -189,8 +216,15 @@ def adopt(agency, module_keys=None, *, actor=None):
             deadline_text=rec.typical_deadline or "",
             due_date=derive_due_date(instrument.effective_date, rec), due_date_derived=True,
         )
+        if _catalog_cadence(req, rec, instrument):
+            new_recurring.append(req)
         db.session.add(req)
         created.append(rec.code)
+    db.session.flush()
+    from tracker.services import occurrences
+
+    for req in new_recurring:
+        occurrences.start(req, req.due_date)
     db.session.flush()
     audit.record("agency.adopt", agency, actor=actor,
                  after={"modules": sorted(module_keys) if module_keys is not None else "all", "created": created})

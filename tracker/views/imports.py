@@ -24,8 +24,9 @@ def import_paragraphs(slug):
         else:
             filename = upload.filename
             try:
-                added, updated, unchanged = imports.import_paragraphs(agency, filename, upload.read(),
-                                                                      actor=current_user)
+                # One byte past the limit is enough to refuse; the rest of the upload is never read.
+                data = upload.stream.read(imports.MAX_BYTES + 1)
+                added, updated, unchanged = imports.import_paragraphs(agency, filename, data, actor=current_user)
                 db.session.commit()
                 flash(f"Imported {filename}: {len(added)} added, {len(updated)} updated, {unchanged} unchanged.",
                       "success")
@@ -38,4 +39,4 @@ def import_paragraphs(slug):
                 problems = list(exc.errors.values())
     status = 422 if problems else 200
     return render_template("board/import.html", agency=agency, form=form, problems=problems,
-                           filename=filename, columns=imports.COLUMNS), status
+                           filename=filename, limits=imports), status
