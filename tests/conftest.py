@@ -40,6 +40,8 @@ BASE_CONFIG = {
     "SESSION_COOKIE_SECURE": False,
     "SESSION_COOKIE_NAME": "tracker_session",
     "MFA_REQUIRED_ROLES": [],  # tests/test_mfa.py turns it on
+    # Audit checkpoints are signed with this fixed test key (never a real installation's).
+    "AUDIT_SIGNING_KEY": "WvDJ2eVSg5FvLuDyKlOwXAvOdcsFgXiBpLTVjQ1Ee9Y=",
 }
 
 
@@ -209,7 +211,8 @@ def make_app(database_url, tmp_path):
 
     def _make(**overrides):
         config = {**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url,
-                  "EVIDENCE_DIR": str(tmp_path / "evidence"), **overrides}
+                  "EVIDENCE_DIR": str(tmp_path / "evidence"),
+                  "AUDIT_CHECKPOINT_DIR": str(tmp_path / "audit-checkpoints"), **overrides}
         app = create_app(config)
         app.test_client_class = FreshContextClient
         app.jinja_env.bytecode_cache = SharedBytecode()

@@ -49,6 +49,12 @@ _WRITE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', r
 _SET = re.compile(r"^\s*UPDATE\s+\"?(\w+)\"?\s+SET\s+(.*?)\s+WHERE\s", re.IGNORECASE | re.DOTALL)
 
 
+def _checkpoint(statement):
+    """True for the INSERT of a signed audit checkpoint: audit data itself, made in a transaction of its own
+    by a report or evidence package (a read) and hourly after writes (issue 19)."""
+    return bool(re.match(r'^\s*INSERT\s+INTO\s+"?audit_checkpoint"?', statement, re.IGNORECASE))
+
+
 def _stamp(statement):
     """True for an UPDATE that sets nothing but an activity stamp."""
     match = _SET.match(statement)
@@ -99,7 +105,8 @@ class Transactions:
     def unaudited(self):
         """Committed transactions that changed data without inserting an audit event."""
         return [sorted({t for t, s in writes if not _stamp(s)}) for writes in self.committed
-                if any(not _stamp(s) for _t, s in writes) and not any(t == "audit_event" for t, _s in writes)]
+                if any(not (_stamp(s) or _checkpoint(s)) for _t, s in writes)
+                and not any(t == "audit_event" for t, _s in writes)]
 
 
 # --- the cases: one or more successful requests per write route ------------------------------------------
@@ -566,9 +573,10 @@ def test_get_requests_write_nothing_but_activity_stamps(app, db, world):  # noqa
             headers = {"Authorization": f"Bearer {world['api_secret']}"} if role == "api-token" else {}
             for _endpoint, url in urls:
                 client.get(url, headers=headers).close()
-    assert changed_tables(before, table_digests(db, exclude=STAMP_COLUMNS)) == []
+    assert set(changed_tables(before, table_digests(db, exclude=STAMP_COLUMNS))) <= {"audit_checkpoint"}
     stamped = set()
     for writes in transactions.committed:
-        assert len(writes) == 1 and _stamp(writes[0][1]), f"a GET committed more than one stamp: {writes}"
+        assert len(writes) == 1 and (_stamp(writes[0][1]) or _checkpoint(writes[0][1])), \
+            f"a GET committed more than one stamp: {writes}"
         stamped.add(writes[0][0])
-    assert stamped == {"user_session", "api_token"}
+    assert stamped - {"audit_checkpoint"} == {"user_session", "api_token"}

@@ -39,7 +39,10 @@ EXPECTED = {
                               "monitor@harbor-city.example\tmonitor@harbor-city\n"
                               "officer2@harbor-city.example\tofficer@harbor-city\n"
                               "officer@harbor-city.example\tofficer@harbor-city\n"),
-    f"{FLASK} audit verify": (0, r"Audit chain OK: \d+ event\(s\) verified\.\n"),
+    f"{FLASK} audit checkpoint": (0, r"Checkpoint #\d+: event #\d+ \(\d+ event\(s\)\), hash [0-9a-f]{64}, "
+                                    r"key [0-9a-f]{16}; copy in .*/instance/audit-checkpoints\.\n"),
+    f"{FLASK} audit verify": (0, r"Audit chain OK: \d+ event\(s\) verified, against \d+ signed checkpoint\(s\) "
+                                r"\(newest: event #\d+, [\d-]+ [\d:]+ UTC\)\.\n"),
     f"{FLASK} evidence sweep": (0, r"Removed 0 unreferenced file\(s\)\.\n"),
     f"{FLASK} backup instance/backups/$(date +%Y%m%d-%H%M%S)":
         (0, r"Backup written to instance/backups/\d{8}-\d{6}: database\.sqlite3, \d+ evidence file\(s\), "

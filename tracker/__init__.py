@@ -6,6 +6,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from tracker.config import ensure_secret_key, from_env
+from tracker.signing import ensure_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,7 @@ def _configure(app, overrides):
     if overrides:
         app.config.from_mapping(overrides)
     ensure_secret_key(app.config, app.instance_path)
+    ensure_signing_key(app.config)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A database file has no server connection to lose: pinging it is one more statement per request.
         options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
@@ -55,6 +57,10 @@ def _init_extensions(app):
     from tracker import cache
 
     cache.init_app(app)
+
+    from tracker.services import checkpoints
+
+    checkpoints.init_app(app)
 
 
 def _register_handlers(app):

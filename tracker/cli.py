@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 
 from tracker.extensions import db
 from tracker.models import ROLES, Agency, User
-from tracker.services import accounts, audit, demo
+from tracker.services import accounts, checkpoints, demo
 from tracker.services.catalog import CatalogError, load_catalog
 from tracker.services.errors import ValidationFailed
 
@@ -111,14 +111,57 @@ def users_list():
 
 
 @audit_cli.command("verify")
-def audit_verify():
-    """Walk the hash chain; name the first event that does not verify."""
-    checked, bad, reason = audit.verify_chain()
-    if bad is not None:
-        click.echo(f"Audit chain BROKEN at event #{bad.id} ({bad.action}, {bad.created_at:%Y-%m-%d %H:%M:%S} UTC): "
-                   f"{reason}. {checked} event(s) before it verified.", err=True)
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A checkpoint file kept outside this installation (from a report, a package or a backup).")
+@click.option("--public-key", "public_keys", multiple=True, help="A trusted public key (base64), e.g. an older one.")
+def audit_verify(checkpoint_files, public_keys):
+    """Walk the hash chain and hold it against every signed checkpoint; name the first event that fails."""
+    import json
+
+    given = []
+    for name in checkpoint_files:
+        try:
+            doc = json.loads(Path(name).read_text(encoding="utf-8"))
+            # A backup's or an evidence package's manifest.json carries its checkpoint inside.
+            given.append((name, doc.get("audit_checkpoint", doc) if isinstance(doc, dict) else doc))
+        except ValueError:
+            given.append((name, None))
+    try:
+        report = checkpoints.verify(given, public_keys)
+    except ValueError as exc:
+        _fail(f"Audit chain not checked: {exc}")
+    if not report.ok:
+        where = f" at event #{report.bad_event_id}" if report.bad_event_id else ""
+        click.echo(f"Audit chain BROKEN{where}: {report.problems[0]}. {report.checked} event(s) before it verified.",
+                   err=True)
+        for problem in report.problems[1:]:
+            click.echo(f"Also: {problem}.", err=True)
         sys.exit(1)
-    click.echo(f"Audit chain OK: {checked} event(s) verified.")
+    newest = report.newest
+    against = ", no checkpoint to hold it against"
+    if newest:
+        against = (f", against {report.checkpoints} signed checkpoint(s) (newest: event #{newest['event_id']}, "
+                   f"{newest['created_at'][:19].replace('T', ' ')} UTC)")
+    click.echo(f"Audit chain OK: {report.checked} event(s) verified{against}.")
+
+
+@audit_cli.command("checkpoint")
+@click.option("--if-due", is_flag=True, help="Only when events older than AUDIT_CHECKPOINT_MINUTES are not covered "
+                                             "(for cron).")
+def audit_checkpoint(if_due):
+    """Sign the chain's head now (a JSON copy goes to AUDIT_CHECKPOINT_DIR)."""
+    if not checkpoints.enabled():
+        _fail("Audit checkpoints are off (AUDIT_CHECKPOINTS=off): nothing signed.")
+    if if_due:
+        made = checkpoints.make_if_due()
+    else:
+        made = checkpoints.make("manual")
+        db.session.commit()
+    if made is None:
+        click.echo("No checkpoint made: " + ("none is due." if if_due else "the audit log is empty."))
+        return
+    click.echo(f"Checkpoint #{made.id}: event #{made.event_id} ({made.event_count} event(s)), hash {made.event_hash}, "
+               f"key {made.key_id}; copy in {current_app.config['AUDIT_CHECKPOINT_DIR']}.")
 
 
 @seed_cli.command("demo")

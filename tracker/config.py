@@ -120,6 +120,20 @@ def _sign_in_settings(development):
     }
 
 
+def _audit_settings(instance):
+    """Signed checkpoints of the audit chain (tracker/services/checkpoints.py, tracker/signing.py)."""
+    return {
+        "AUDIT_CHECKPOINTS": _bool("AUDIT_CHECKPOINTS", True),
+        "AUDIT_SIGNING_KEY": os.environ.get("AUDIT_SIGNING_KEY") or None,
+        "AUDIT_SIGNING_KEY_FILE": os.environ.get("AUDIT_SIGNING_KEY_FILE") or str(instance / "audit-signing.key"),
+        # A copy of every checkpoint as a JSON file: put it on storage the database's users cannot write.
+        "AUDIT_CHECKPOINT_DIR": os.environ.get("AUDIT_CHECKPOINT_DIR") or str(instance / "audit-checkpoints"),
+        # Public keys (base64) of earlier signing keys, so checkpoints signed before a key change still verify.
+        "AUDIT_PUBLIC_KEYS": _list("AUDIT_PUBLIC_KEYS", ""),
+        "AUDIT_CHECKPOINT_MINUTES": _int("AUDIT_CHECKPOINT_MINUTES", 60),
+    }
+
+
 def _deployment_settings():
     return {
         "TRUSTED_HOSTS": _list("TRUSTED_HOSTS", "") or None,
@@ -142,6 +156,7 @@ def from_env(instance_path):
         **_storage_settings(Path(instance_path)),
         **_session_settings(development),
         **_sign_in_settings(development),
+        **_audit_settings(Path(instance_path)),
         **_deployment_settings(),
     }
 

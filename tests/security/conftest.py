@@ -30,6 +30,9 @@ TXT = b"Training roster, spring 2026\nAll 40 hours completed.\n"
 
 # Columns a GET may legitimately touch: the session's activity time and a token's last use.
 VOLATILE_COLUMNS = {("user_session", "last_seen_at"), ("api_token", "last_used_at")}
+# Tables a GET may append to: a report or evidence package signs the audit chain's head when it moved since the
+# newest checkpoint (issue 19), in a transaction of its own.
+VOLATILE_TABLES = {"audit_checkpoint"}
 
 
 class _SharedBytecode(BytecodeCache):
@@ -63,6 +66,8 @@ def table_digests(db, exclude=VOLATILE_COLUMNS):
     """{table: (row count, sha256 of every row)} for every table of the schema, in primary-key order."""
     result = {}
     for table in Base.metadata.sorted_tables:
+        if table.name in VOLATILE_TABLES and exclude is VOLATILE_COLUMNS:
+            continue
         cols = [c for c in table.columns if (table.name, c.name) not in exclude]
         rows = db.session.execute(sa.select(*cols).order_by(*table.primary_key.columns)).all()
         digest = hashlib.sha256()
@@ -127,8 +132,8 @@ def store_file(db, req, actor, content=PDF, filename="report.pdf", **values):
 def world(app, db):
     """Agency A (every role, a requirement with file and link evidence, an open and a closed period with
     findings, a comment, an API token and a calendar feed) and agency B next door."""
+    from tracker.services import checkpoints, tokens
     from tracker.services import requirements as req_service
-    from tracker.services import tokens
 
     module = make_module("cit", "Crisis Intervention Teams", 1)
     rec = make_recommendation("CIT-REC-1", module, title="Crisis line")
@@ -179,6 +184,7 @@ def world(app, db):
     _api, api_secret = tokens.create(officer, "api", "report script")
     _cal, cal_secret = tokens.create(officer, "calendar", "", a)
     policy, public_policy = policy_documents(a, req, users)
+    checkpoints.make("manual")  # issue 19: a signed checkpoint to download
     db.session.commit()
     return {
         "a": a, "b": b, "module": module, "rec": rec, "users": users, "req": req, "req2": req2, "req_b": req_b,

@@ -9,6 +9,7 @@ file does not know fails the test, so it gets crawled too.
 import re
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import csrf_from
 from tests.security.conftest import changed_tables, signed_in, table_digests
@@ -38,7 +39,12 @@ EXTRA_QUERIES = {
 
 
 def _values(world):
+    from tracker.extensions import db
+    from tracker.models import AuditCheckpoint
+
+    newest_checkpoint = db.session.execute(sa.select(sa.func.max(AuditCheckpoint.id))).scalar() or 1
     return {
+        "checkpoint_id": newest_checkpoint,
         "slug": "agency-a", "req_id": world["req"].id, "evidence_id": world["file"].id,
         "period_id": world["closed"].id, "user_id": world["users"]["officer"].id, "key": "cit",
         "code": world["rec"].code, "token": world["cal_secret"], "filename": "app.css",

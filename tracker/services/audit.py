@@ -16,6 +16,8 @@ GENESIS = "0" * 64
 security_log = logging.getLogger("tracker.security")
 # Arbitrary constant key for pg_advisory_xact_lock: one chain, one writer at a time.
 _PG_LOCK_KEY = 727_001
+# Events that are followed, in the same transaction, by a signed checkpoint of the chain (issue 19).
+CHECKPOINT_AFTER = {"period.file": "period_filed", "period.close": "period_filed"}
 
 
 def _jsonable(value):
@@ -94,6 +96,10 @@ def record(action, obj=None, *, before=None, after=None, agency_id=None, actor=N
     if action.startswith(("auth.", "user.", "token.", "membership.")):
         log_security(action, outcome=outcome, actor=event.actor_label, object_type=event.object_type,
                      object_id=event.object_id, ip=event.ip, audit_id=event.id)
+    if action in CHECKPOINT_AFTER:
+        from tracker.services import checkpoints
+
+        checkpoints.make(CHECKPOINT_AFTER[action])
     return event
 
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from tracker.db import outside_request_begin
 from tracker.extensions import db
 from tracker.models import AuditEvent, utcnow
+from tracker.services import checkpoints
 from tracker.services.evidence import referenced_blobs
 from tracker.storage import copy_blob, get_store
 
@@ -30,6 +31,8 @@ def backup(target):
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} exists and is not empty; choose a new folder.")
     target.mkdir(parents=True, exist_ok=True)
+    # Signed before the copy, so the copy holds it and the chain it signs; the manifest keeps it outside too.
+    checkpoint = checkpoints.current("backup")
     url = db.engine.url
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -42,6 +45,7 @@ def backup(target):
     manifest = {
         "created_at": utcnow().isoformat() + "Z", "database": db_file.name, "backend": backend,
         "evidence_files": copied, "audit_head": {"id": head[0], "hash": head[1]} if head else None,
+        "audit_checkpoint": checkpoints.document(checkpoint) if checkpoint else None,
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
     os.sync()

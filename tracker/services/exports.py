@@ -182,13 +182,14 @@ def period_evidence(agency, period, shareable_only=False):
     return db.session.execute(query).all()
 
 
-def evidence_package(agency, period):
-    """A zip of the period's shareable evidence files plus manifest.json and MANIFEST.txt (names, hashes)."""
+def evidence_package(agency, period, checkpoint=None):
+    """A zip of the period's shareable evidence files plus manifest.json and MANIFEST.txt (names, hashes), and the
+    signed audit checkpoint (a document of services/checkpoints.py) when one is given."""
     store = get_store()
     items = period_evidence(agency, period, shareable_only=True)
     out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     try:
-        count = _write_package(out, store, agency, period, items)
+        count = _write_package(out, store, agency, period, items, checkpoint)
     except BaseException:
         out.close()  # a file that fails its hash check (CorruptBlob) ends the package; nothing half-made is kept
         raise
@@ -196,7 +197,7 @@ def evidence_package(agency, period):
     return out, count
 
 
-def _write_package(out, store, agency, period, items):
+def _write_package(out, store, agency, period, items, checkpoint):
     manifest = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         used = set()
@@ -222,7 +223,7 @@ def _write_package(out, store, agency, period, items):
             manifest.append(entry)
         header = {"agency": agency.name, "period": period.name, "start": period.start_date.isoformat(),
                   "end": period.end_date.isoformat(), "generated_at": utcnow().isoformat() + "Z",
-                  "items": manifest}
+                  "items": manifest, "audit_checkpoint": checkpoint}
         archive.writestr("manifest.json", json.dumps(header, indent=2, ensure_ascii=False))
         lines = [f"{agency.name} - {period.name} - shareable evidence", "sha256  file  (requirement: title)"]
         lines += [f"{e.get('sha256', '-' * 64)}  {e.get('file') or e.get('url')}  ({e['requirement']}: {e['title']})"

@@ -24,6 +24,9 @@ def register_blueprints(app):
     for module in (auth, catalog, api, agencies, board, evidence, imports, reviews, monitoring, dashboard, rollup,
                    exports, reports, public, admin):
         app.register_blueprint(module.bp)
+    from tracker.views import checkpoints  # issue 19: signed audit checkpoints
+
+    app.register_blueprint(checkpoints.bp)
     from tracker.views import document_requests, plans  # issue 13: monitoring plans, document requests
 
     for module in (plans, document_requests):

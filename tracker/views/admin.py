@@ -8,8 +8,18 @@ from tracker.extensions import db
 from tracker.forms import apply_errors
 from tracker.forms.admin import AdoptForm, AgencyForm, MembershipForm, UserForm
 from tracker.forms.auth import EmptyForm
-from tracker.models import Agency, AuditEvent, ComplianceScale, Membership, Module, Requirement, Source, User
-from tracker.services import accounts, agencies, mfa
+from tracker.models import (
+    Agency,
+    AuditCheckpoint,
+    AuditEvent,
+    ComplianceScale,
+    Membership,
+    Module,
+    Requirement,
+    Source,
+    User,
+)
+from tracker.services import accounts, agencies, checkpoints, mfa
 from tracker.services.errors import ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -262,4 +272,6 @@ def audit_log():
     page = request.args.get("page", 1, type=int)
     pagination = db.paginate(sa.select(AuditEvent).order_by(AuditEvent.id.desc()), page=page, per_page=50,
                              error_out=False)
-    return render_template("admin/audit.html", pagination=pagination)
+    recent = db.session.execute(sa.select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(10)).scalars()
+    return render_template("admin/audit.html", pagination=pagination, checkpoints=recent.all(),
+                           public_key=checkpoints.public_key())

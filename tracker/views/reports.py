@@ -6,7 +6,7 @@ from flask_login import login_required
 from tracker.access import agency_or_404, get_scoped_or_404, sees_restricted_evidence
 from tracker.extensions import db
 from tracker.models import Module, MonitoringPeriod, Requirement, utcnow
-from tracker.services import document_requests, exports, monitoring, plans
+from tracker.services import checkpoints, document_requests, exports, monitoring, plans
 from tracker.views.exports import download_limit
 
 bp = Blueprint("reports", __name__)
@@ -35,7 +35,8 @@ def period_report(slug, period_id):
                            plan_rows=plan_rows, request_summary=request_summary,
                            deltas=deltas, current=current, visible=visible,
                            headline=monitoring.delta_headline(deltas), requirements=requirements, modules=modules,
-                           evidence=evidence, shareable_only=shareable_only, generated=utcnow())
+                           evidence=evidence, shareable_only=shareable_only, generated=utcnow(),
+                           checkpoint=checkpoints.current("report"))
 
 
 @bp.get("/agencies/<slug>/periods/<int:period_id>/evidence-package.zip")
@@ -44,7 +45,8 @@ def period_report(slug, period_id):
 def evidence_package(slug, period_id):
     agency = agency_or_404(slug)
     period = get_scoped_or_404(MonitoringPeriod, period_id, agency)
-    out, _count = exports.evidence_package(agency, period)
+    checkpoint = checkpoints.current("evidence_package")
+    out, _count = exports.evidence_package(agency, period, checkpoints.document(checkpoint) if checkpoint else None)
     name = f"{agency.slug}-{period.start_date.isoformat()}-shareable-evidence.zip"
     response = send_file(out, as_attachment=True, download_name=name, mimetype="application/zip")
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
