@@ -6,11 +6,15 @@ import io
 import re
 from datetime import date
 
+import sqlalchemy as sa
 import time_machine
 from docx import Document
 from pypdf import PdfReader
 
+from tests.conftest import Auth
+from tests.factories import make_user
 from tests.policy_builders import sign_in, status_world
+from tracker.models import Agency, MonitoringPeriod, Requirement
 from tracker.services import status_report
 
 BASE = "/agencies/agency-a/status-report"
@@ -140,3 +144,29 @@ def test_only_the_department_and_administrators_draft_it(app, db, pol):
             assert client.get(BASE + suffix).status_code == status, (email, suffix)
     anonymous = app.test_client().get(BASE + ".docx")
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+
+
+def test_the_demo_agencys_report_for_its_last_period(app, db):
+    """`flask seed demo`: the report for the last monitoring period reads back as the data says."""
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["catalog", "load"]).exit_code == 0
+    assert runner.invoke(args=["seed", "demo"]).exit_code == 0
+    db.session.rollback()
+    agency = db.session.execute(sa.select(Agency)).scalar_one()
+    last = db.session.execute(sa.select(MonitoringPeriod).order_by(MonitoringPeriod.end_date.desc()).limit(1)
+                              ).scalar_one()
+    codes = db.session.execute(sa.select(Requirement.code).where(Requirement.agency_id == agency.id)
+                               .order_by(Requirement.sort_key)).scalars().all()
+    make_user("reporter@example.test", role="officer", agency=agency)
+    db.session.commit()
+    officer = Auth(app.test_client())
+    assert officer.login("reporter@example.test").status_code == 303
+    base = f"/agencies/{agency.slug}/status-report"
+    doc = _docx(officer.client.get(base + ".docx"))
+    assert f"Reporting period: {last.start_date} to {last.end_date} ({last.name})" in [p.text for p in doc.paragraphs]
+    assert [h.split(" ", 1)[0] for h in _styled(doc, "Heading 2")] == codes
+    summary = _rows(doc.tables[0])
+    assert sum(int(row[1]) for row in summary[1:]) == len(codes)
+    text = _pdf_text(officer.client.get(base + ".pdf").data)
+    positions = [text.index(f"\n{code} ") for code in codes]
+    assert positions == sorted(positions) and len(codes) > 50
