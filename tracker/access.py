@@ -29,6 +29,17 @@ def memberships():
     return g.memberships
 
 
+def membership_agency_ids():
+    """Ids of the agencies the current user belongs to: one light query, not the memberships with their agencies."""
+    if "memberships" in g:
+        return [m.agency_id for m in g.memberships]
+    if "membership_agency_ids" not in g:
+        g.membership_agency_ids = db.session.execute(
+            sa.select(Membership.agency_id).where(Membership.user_id == current_user.id)).scalars().all() \
+            if current_user.is_authenticated else []
+    return g.membership_agency_ids
+
+
 def agency_ids_with_role(role):
     """Ids of the agencies where the current user holds `role`, from the memberships already loaded."""
     return sorted(m.agency_id for m in memberships() if m.role == role)
@@ -64,10 +75,11 @@ def role_in(agency):
         return None
     if current_user.is_admin:
         return "admin"
-    for m in memberships():
-        if m.agency_id == agency.id:
-            return m.role
-    return None
+    if "memberships" in g:
+        return next((m.role for m in g.memberships if m.agency_id == agency.id), None)
+    # A user may belong to many agencies; a page about one needs one membership row.
+    return db.session.execute(sa.select(Membership.role).where(
+        Membership.user_id == current_user.id, Membership.agency_id == agency.id)).scalar_one_or_none()
 
 
 def agency_or_404(slug, roles=None):

@@ -100,18 +100,24 @@ def _read_version(scope):
     return (newest_own or 0, newest_shared or 0)
 
 
+# ORDER BY id DESC LIMIT 1 rather than max(): a backward walk of ix_audit_event_agency_id_id that stops at
+# the first row passing the filters, on SQLite and PostgreSQL alike (max() with filters may read them all).
 def _newest_own():
-    # Each agency's newest event is one backward step in ix_audit_event_agency_id_id.
-    return (sa.select(sa.func.max(AuditEvent.id)).where(AuditEvent.agency_id == Agency.id)
-            .correlate(Agency).scalar_subquery())
+    """Each agency's newest event: one backward step in the index."""
+    return (sa.select(AuditEvent.id).where(AuditEvent.agency_id == Agency.id)
+            .order_by(AuditEvent.id.desc()).limit(1).correlate(Agency).scalar_subquery())
 
 
 def _newest_shared():
-    """The newest successful event that belongs to no agency, sign-ins aside (they change no page)."""
-    return (sa.select(sa.func.max(AuditEvent.id))
-            .where(AuditEvent.agency_id.is_(None), AuditEvent.outcome == "success",
-                   AuditEvent.action.not_like("auth.%"))
-            .scalar_subquery())
+    """The newest successful event that belongs to no agency, sign-ins aside (they change no page): one step
+    in the partial index ix_audit_event_shared_changes, whose condition these filters repeat."""
+    # Literal values, not bound parameters: a planner matches a partial index's condition only against literals.
+    def literal(value):
+        return sa.literal(value, literal_execute=True)
+    return (sa.select(AuditEvent.id)
+            .where(sa.func.coalesce(AuditEvent.agency_id, literal(0)) == literal(0),
+                   AuditEvent.outcome == literal("success"), AuditEvent.action.not_like(literal("auth.%")))
+            .order_by(AuditEvent.id.desc()).limit(1).correlate(None).scalar_subquery())
 
 
 def agency_versions(agency_ids):

@@ -1,7 +1,7 @@
 """Template globals and filters."""
 from flask_login import current_user
 
-from tracker.access import may_download, memberships, nav_agencies
+from tracker.access import may_download, membership_agency_ids, memberships, nav_agencies
 from tracker.models import AGENCY_ROLES, CITATION_BASIS, STATUSES
 from tracker.models.base import utcnow
 from tracker.services.submissions import hidden_field
@@ -26,7 +26,7 @@ def _nav_links():
 
     user = current_user._get_current_object()
     # Its counts are about the user's own agencies; an admin's are about all of them.
-    agencies = cache.ALL if user.is_admin else [m.agency_id for m in memberships()]
+    agencies = cache.ALL if user.is_admin else membership_agency_ids()
     return cache.html("nav", (user.id,), lambda: render_template("_nav.html"), agencies)
 
 
