@@ -106,7 +106,7 @@ def test_status_conflict_with_htmx_returns_the_row(db, two):
     assert '<option value="not_applicable" selected>' in row
     assert 'value="Out of scope"' in row
     assert 'name="row_version" value="2"' in row
-    assert re.search(r'<div id="flash"[^>]*hx-swap-oob="true"', html) and "Someone else saved" in html
+    assert re.search(r'<div id="flash"[^>]*hx-swap-oob="innerHTML"', html) and "Someone else saved" in html
     assert db.session.get(Requirement, req_id).status == "in_progress"
     assert _count(db, StatusChange) == 1 and _audits(db, "requirement.status") == 1
 

@@ -340,7 +340,7 @@ def test_unknown_module_is_ignored_with_a_notice(client, auth, alpha):
     assert fragment.status_code == 200
     body = fragment.get_data(as_text=True)
     assert "<html" not in body
-    assert 'id="flash"' in body and 'hx-swap-oob="true"' in body and "ignored" in body
+    assert 'id="flash"' in body and 'hx-swap-oob="innerHTML"' in body and "ignored" in body
     assert "<b>x</b>" not in body  # escaped
 
 

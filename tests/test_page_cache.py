@@ -296,3 +296,15 @@ def test_the_roll_up_recomputes_only_the_agency_that_changed(app, db, world, mon
     again = admin.client.get("/rollup?sort=name&dir=desc").get_data(as_text=True).split("<table")[1]
     assert computed == [["agency-a", "agency-b"], ["agency-b"]]
     assert again.index("Other Town PD") < again.index("Harbor City PD")
+
+
+def test_the_store_is_bounded_by_the_characters_it_holds():
+    store = FragmentCache(max_entries=100, seconds=60, max_chars=250)
+    store.put("a", "x" * 100)
+    store.put("b", ("y" * 100, ()))
+    assert store.get("a") == "x" * 100  # "a" is now the most recently used
+    store.put("c", "z" * 100)  # 300 characters: the least recently used, "b", goes
+    assert (store.get("a"), store.get("b"), store.get("c")) == ("x" * 100, MISSING, "z" * 100)
+    store.put("c", "z" * 10)  # replacing an entry counts its new size only
+    store.put("d", "w" * 130)
+    assert store.get("a") == "x" * 100 and store.get("d") == "w" * 130

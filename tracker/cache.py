@@ -28,12 +28,15 @@ MISSING = object()
 
 
 class FragmentCache:
-    """A bounded least-recently-used map with expiry; one per app per process."""
+    """A bounded least-recently-used map with expiry; one per app per process. Bounded by entries and by the
+    characters it holds, so 200 agencies' boards (~100 KB each) fit while memory stays capped."""
 
-    def __init__(self, max_entries, seconds):
+    def __init__(self, max_entries, seconds, max_chars=None):
         self.max_entries = max_entries
+        self.max_chars = max_chars
         self.seconds = seconds
         self._entries = OrderedDict()
+        self._chars = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -49,20 +52,38 @@ class FragmentCache:
             return entry[1]
 
     def put(self, key, value):
+        size = _size(value)
         with self._lock:
-            self._entries[key] = (time.monotonic() + self.seconds, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._chars -= old[2]
+            self._entries[key] = (time.monotonic() + self.seconds, value, size)
+            self._chars += size
+            while self._entries and (len(self._entries) > self.max_entries
+                                     or (self.max_chars is not None and self._chars > self.max_chars)):
+                self._chars -= self._entries.popitem(last=False)[1][2]
 
     def clear(self):
         with self._lock:
             self._entries.clear()
+            self._chars = 0
+
+
+def _size(value):
+    """Characters held by a cached value (rendered HTML dominates; anything else counts a little)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, tuple | list):
+        return sum(_size(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_size(v) for v in value.values())
+    return 64
 
 
 def init_app(app):
     app.extensions["fragment_cache"] = FragmentCache(app.config["PAGE_CACHE_ENTRIES"],
-                                                     app.config["PAGE_CACHE_SECONDS"])
+                                                     app.config["PAGE_CACHE_SECONDS"],
+                                                     app.config["PAGE_CACHE_MB"] * 1024 * 1024)
 
 
 def store():

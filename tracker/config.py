@@ -141,8 +141,31 @@ def _deployment_settings():
         "SECURITY_LOG_FILE": os.environ.get("SECURITY_LOG_FILE") or None,
         # Rendered fragments of the board, dashboard, queue and roll-up, per worker (tracker/cache.py).
         # 0 entries turns the cache off.
-        "PAGE_CACHE_ENTRIES": _int("PAGE_CACHE_ENTRIES", 256),
+        "PAGE_CACHE_ENTRIES": _int("PAGE_CACHE_ENTRIES", 4096),
+        "PAGE_CACHE_MB": _int("PAGE_CACHE_MB", 64),
         "PAGE_CACHE_SECONDS": _int("PAGE_CACHE_SECONDS", 300),
+    }
+
+
+def _mail_settings(instance):
+    """E-mail (tracker/mailer.py). Without SMTP_HOST, development and tests write .eml files to MAIL_DIR."""
+    return {
+        "SMTP_HOST": os.environ.get("SMTP_HOST") or "",
+        "SMTP_PORT": _int("SMTP_PORT", 587),
+        "SMTP_USER": os.environ.get("SMTP_USER") or "",
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD") or "",
+        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", True),
+        "SMTP_SSL": _bool("SMTP_SSL", False),
+        "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 30),
+        "MAIL_FROM": os.environ.get("MAIL_FROM") or "Decree tracker <tracker@localhost>",
+        # Links in messages start with this; without it a request's own address is used, or the
+        # development server's.
+        "MAIL_BASE_URL": os.environ.get("MAIL_BASE_URL") or "",
+        "MAIL_DIR": os.environ.get("MAIL_DIR") or str(instance / "mail"),
+        "MAIL_MAX_ATTEMPTS": _int("MAIL_MAX_ATTEMPTS", 8),
+        "MAIL_RETRY_SECONDS": _int("MAIL_RETRY_SECONDS", 60),
+        "MAIL_DIGEST_HOUR": _int("MAIL_DIGEST_HOUR", 6),
+        "MAIL_POLL_SECONDS": _int("MAIL_POLL_SECONDS", 10),
     }
 
 

@@ -431,6 +431,10 @@ def _legit(world, db):
                                                 "reference": "Order 2"},
         "reviews.decide": lambda: {"decision": "accept", "comment": "swept"},
         # Issue 13: monitoring plans and document requests.
+        "board.save_row": lambda: {"status": "in_progress", "note": "swept", "owner_id": "0", "due_date": "2027-02-01",
+                                   "reason": "swept", "row_version": version()},
+        "board.bulk": lambda: {"change": "status", "status": "in_progress", "note": "swept",
+                               "ids": f"{req.id}:{version()}", "as_of": "0"},
         "plans.set_scope": lambda: {"requirement_ids": str(req.id)},
         "plans.carry_over": lambda: _earlier_plan(db, world),
         "plans.save_methodology": lambda: {"measures": "swept", "sources": "CAD", "sample": "20 calls",

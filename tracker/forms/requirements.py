@@ -60,3 +60,24 @@ class EvidenceForm(FlaskForm):
 class ImportForm(FlaskForm):
     file = FileField("CSV or XLSX file")
     submit = SubmitField("Import paragraphs")
+
+
+class RowForm(FlaskForm):
+    """The board row's edit form: status, note, owner and due date with one Save."""
+    status = SelectField("Status", choices=dict(STATUSES))
+    note = StringField("Note", validators=[Optional(), Length(max=4000)])
+    owner_id = SelectField("Owner", coerce=int, validate_choice=False)
+    due_date = DateField("Due date", validators=[Optional()])
+    reason = StringField("Reason for moving the due date", validators=[Optional(), Length(max=1000)])
+    row_version = HiddenField()
+
+
+class BulkForm(FlaskForm):
+    """A change to the selected requirements; which one comes from the button pressed (`change`)."""
+    change = HiddenField()
+    owner_id = StringField("Owner")
+    status = StringField("Status")
+    note = StringField("Note", validators=[Optional(), Length(max=1000)])
+    due_date = DateField("Due date", validators=[Optional()])
+    reason = StringField("Reason", validators=[Optional(), Length(max=1000)])
+    as_of = HiddenField()

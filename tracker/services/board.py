@@ -1,25 +1,36 @@
 """Reads for the requirement board and the requirement page (constant query counts)."""
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
 from tracker.extensions import db
 from tracker.models import (
+    OPEN_STATUSES,
     STATUSES,
     Citation,
     Comment,
+    ComplianceLevel,
     DeadlineChange,
     Evidence,
     EvidenceReview,
+    Finding,
     Module,
+    MonitoringPeriod,
     Recommendation,
     Requirement,
     StatusChange,
+    User,
     utcnow,
 )
 
 DUE_FILTERS = {"overdue": "Overdue", "upcoming": "Due in the next 30 days", "none": "No due date"}
+# Sortable columns (within each module) and their labels; "id" is the decree's own order.
+SORTS = {"id": "Id", "status": "Status", "owner": "Owner", "due": "Due", "changed": "Last change"}
+PAGE_SIZES = (25, 50, 100, 200)
+DEFAULT_PAGE_SIZE = 100
+SOON_DAYS = 30
 
 
 @dataclass
@@ -29,6 +40,10 @@ class BoardFilters:
     owner: str = ""
     due: str = ""
     q: str = ""
+    sort: str = "id"
+    desc: bool = False
+    page: int = 1
+    per_page: int = DEFAULT_PAGE_SIZE
     ignored: list = field(default_factory=list)
 
     @classmethod
@@ -48,12 +63,34 @@ class BoardFilters:
             owner = ""
         f.owner = owner
         f.q = (args.get("q") or "").strip()[:200]
+        f._paging(args, ignored)
         f.ignored = ignored
         return f
+
+    def _paging(self, args, ignored):
+        sort = (args.get("sort") or "").strip()
+        if sort and sort not in SORTS:
+            ignored.append("sort")
+        self.sort = sort if sort in SORTS else "id"
+        self.desc = (args.get("dir") or "").strip() == "desc"
+        for name, default, ok in (("page", 1, lambda n: 1 <= n <= 100000), ("per_page", DEFAULT_PAGE_SIZE,
+                                                                            lambda n: n in PAGE_SIZES)):
+            raw = (args.get(name) or "").strip()
+            value = int(raw) if raw.isdigit() and ok(int(raw)) else default
+            if raw and str(value) != raw:
+                ignored.append(name)
+            setattr(self, name, value)
 
     def as_args(self):
         return {k: v for k, v in (("module", self.module), ("status", self.status), ("owner", self.owner),
                                   ("due", self.due), ("q", self.q)) if v}
+
+    def view_args(self, **changes):
+        """The filters, sort, page size and page as URL arguments (defaults left out), with `changes` applied."""
+        values = {**self.as_args(), "sort": self.sort, "dir": "desc" if self.desc else "", "page": self.page,
+                  "per_page": self.per_page, **changes}
+        defaults = {"sort": "id", "dir": "", "page": 1, "per_page": DEFAULT_PAGE_SIZE}
+        return {k: v for k, v in values.items() if v and defaults.get(k) != v}
 
     @property
     def active(self):
@@ -64,42 +101,141 @@ def _escape_like(text):
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def board_rows(agency, filters):
-    """Requirements of the agency matching the filters, with owners; one query."""
-    today = utcnow().date()
-    query = (sa.select(Requirement).where(Requirement.agency_id == agency.id)
-             .options(sa.orm.joinedload(Requirement.owner))
-             .order_by(Requirement.code))
+def _conditions(agency, filters, today):
+    where = [Requirement.agency_id == agency.id]
     if filters.module:
-        query = query.join(Module, Module.id == Requirement.module_id).where(Module.key == filters.module)
+        where.append(Requirement.module_id == sa.select(Module.id).where(Module.key == filters.module)
+                     .scalar_subquery())
     if filters.status:
-        query = query.where(Requirement.status == filters.status)
+        where.append(Requirement.status == filters.status)
     if filters.owner == "none":
-        query = query.where(Requirement.owner_id.is_(None))
+        where.append(Requirement.owner_id.is_(None))
     elif filters.owner:
-        query = query.where(Requirement.owner_id == int(filters.owner))
+        where.append(Requirement.owner_id == int(filters.owner))
     if filters.due == "overdue":
-        query = query.where(Requirement.due_date < today, Requirement.is_open)
+        where += [Requirement.due_date < today, Requirement.is_open]
     elif filters.due == "upcoming":
-        query = query.where(Requirement.due_date >= today, Requirement.due_date <= today + timedelta(days=30),
-                            Requirement.is_open)
+        where += [Requirement.due_date >= today, Requirement.due_date <= today + timedelta(days=SOON_DAYS),
+                  Requirement.is_open]
     elif filters.due == "none":
-        query = query.where(Requirement.due_date.is_(None))
+        where.append(Requirement.due_date.is_(None))
     if filters.q:
         pattern = f"%{_escape_like(filters.q.lower())}%"
-        query = query.where(sa.or_(*(sa.func.lower(col).like(pattern, escape="\\") for col in (
+        where.append(sa.or_(*(sa.func.lower(col).like(pattern, escape="\\") for col in (
             Requirement.code, Requirement.title, Requirement.summary, Requirement.citation_text))))
+    return where
+
+
+def board_rows(agency, filters):
+    """Requirements of the agency matching the filters (every page), as ORM objects with owners; one query."""
+    query = (sa.select(Requirement).where(*_conditions(agency, filters, utcnow().date()))
+             .options(sa.orm.joinedload(Requirement.owner)).order_by(Requirement.sort_key, Requirement.id))
     return db.session.execute(query).unique().scalars().all()
 
 
-def evidence_summary(agency, requirement_id=None):
-    """{requirement_id: {"total": n, "submitted": n, "accepted": n, "returned": n}} for current versions."""
+# The columns a board row shows: plain values (no ORM entities), so a page of 100 rows is cheap to load.
+ROW_COLUMNS = (Requirement.id, Requirement.code, Requirement.title, Requirement.status, Requirement.owner_id,
+               sa.func.coalesce(User.name, User.email).label("owner_name"), Requirement.due_date,
+               Requirement.updated_at, Requirement.terminated_at, Requirement.module_id,
+               Requirement.cadence_months, Requirement.row_version)
+
+
+@dataclass
+class BoardPage:
+    rows: list          # this page's rows, in module order then the chosen sort
+    total: int          # rows matching the filters, on every page
+    page: int
+    pages: int
+    modules: list       # [ModuleSummary] of modules with matching rows, in module order
+
+
+@dataclass
+class ModuleSummary:
+    module: object
+    rows: int
+    overdue: int
+    counts: dict        # active (not terminated) requirements by status
+    first_page: int
+
+
+def _order(filters):
+    status_rank = sa.case({key: i for i, key in enumerate(STATUSES)}, value=Requirement.status, else_=99)
+    columns = {"status": [status_rank], "owner": [Requirement.owner_id.is_(None), User.name, User.email],
+               "due": [Requirement.due_date.is_(None), Requirement.due_date], "changed": [Requirement.updated_at],
+               "id": [Requirement.sort_key]}[filters.sort]
+    if filters.desc:
+        # Rows without an owner or a due date stay last either way.
+        columns = [c if i == 0 and filters.sort in ("owner", "due") else c.desc() for i, c in enumerate(columns)]
+    return [Module.position, Module.id, *columns, Requirement.sort_key, Requirement.id]
+
+
+def board_page(agency, filters, modules):
+    """One page of the board: module summaries over every matching row (one GROUP BY) and the page's rows
+    (one query), whatever the agency's size."""
+    today = utcnow().date()
+    where = _conditions(agency, filters, today)
+    open_overdue = sa.and_(Requirement.due_date < today, Requirement.is_open, Requirement.terminated_at.is_(None))
+    summary = db.session.execute(
+        sa.select(Requirement.module_id, Requirement.status, sa.func.count(),
+                  sa.func.sum(sa.case((Requirement.terminated_at.is_(None), 1), else_=0)),
+                  sa.func.sum(sa.case((open_overdue, 1), else_=0)))
+        .where(*where).group_by(Requirement.module_id, Requirement.status)
+    ).all()
+    per_module = {}
+    for module_id, status, n, active, overdue in summary:
+        entry = per_module.setdefault(module_id, {"rows": 0, "overdue": 0, "counts": dict.fromkeys(STATUSES, 0)})
+        entry["rows"] += n
+        entry["overdue"] += overdue or 0
+        entry["counts"][status] = entry["counts"].get(status, 0) + (active or 0)
+    total = sum(e["rows"] for e in per_module.values())
+    pages = max((total + filters.per_page - 1) // filters.per_page, 1)
+    page = min(filters.page, pages)
+    summaries, before = [], 0
+    for m in modules:
+        if m.id in per_module:
+            e = per_module[m.id]
+            summaries.append(ModuleSummary(m, e["rows"], e["overdue"], e["counts"], before // filters.per_page + 1))
+            before += e["rows"]
+    rows = []
+    if total:
+        rows = db.session.execute(
+            sa.select(*ROW_COLUMNS).join(Module, Module.id == Requirement.module_id)
+            .outerjoin(User, User.id == Requirement.owner_id).where(*where)
+            .order_by(*_order(filters)).limit(filters.per_page).offset((page - 1) * filters.per_page)
+        ).all()
+    return BoardPage(rows, total, page, pages, summaries)
+
+
+def board_row(agency, requirement_id):
+    """One board row's values (for the row fragments)."""
+    return db.session.execute(
+        sa.select(*ROW_COLUMNS).outerjoin(User, User.id == Requirement.owner_id)
+        .where(Requirement.agency_id == agency.id, Requirement.id == requirement_id)
+    ).one()
+
+
+def due_state(row, today):
+    """'overdue', 'soon' (within 30 days) or '': only an open requirement's due date binds."""
+    if row.due_date is None or not (row.status in OPEN_STATUSES
+                                    or (row.cadence_months is not None and row.status != "not_applicable")):
+        return ""
+    days = (row.due_date - today).days
+    return "overdue" if days < 0 else ("soon" if days <= SOON_DAYS else "")
+
+
+def evidence_summary(agency, requirement_id=None, ids=None):
+    """{requirement_id: {"total": n, "submitted": n, "accepted": n, "returned": n}} for current versions,
+    of one requirement, of `ids`, or of the whole agency."""
     query = (sa.select(Evidence.requirement_id, Evidence.review_state, sa.func.count())
              .join(Requirement, Requirement.id == Evidence.requirement_id)
              .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False))
              .group_by(Evidence.requirement_id, Evidence.review_state))
     if requirement_id is not None:
         query = query.where(Evidence.requirement_id == requirement_id)
+    if ids is not None:
+        if not ids:
+            return {}
+        query = query.where(Evidence.requirement_id.in_(ids))
     rows = db.session.execute(query).all()
     summary = {}
     for req_id, state, n in rows:
@@ -110,14 +246,30 @@ def evidence_summary(agency, requirement_id=None):
 
 
 def disagreement_flags(agency, rows):
-    """{requirement_id: sentence} where the agency's status and the latest finding disagree (2 queries)."""
+    """{requirement_id: sentence} where the agency's status and the latest filed finding disagree (2 queries).
+    `rows` are requirements or board rows (anything with id and status); only their findings are read."""
     from tracker.services import monitoring
 
+    ids = [r.id for r in rows]
+    if not ids:
+        return {}
     top = monitoring.top_rank(monitoring.scale_levels(agency))
-    latest = monitoring.latest_findings(agency)
+    latest = {}
+    for req_id, level in db.session.execute(
+        sa.select(Finding.requirement_id, ComplianceLevel)
+        .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
+        .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
+        .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted(), Finding.requirement_id.in_(ids))
+        .order_by(MonitoringPeriod.end_date, Finding.id)
+    ):
+        latest[req_id] = level
     flags = {}
     for r in rows:
-        flag = monitoring.disagreement(r, latest.get(r.id), top)
+        level = latest.get(r.id)
+        if level is None:
+            continue
+        subject = SimpleNamespace(status=r.status, status_label=STATUSES.get(r.status, r.status))
+        flag = monitoring.disagreement(subject, SimpleNamespace(level=level), top)
         if flag:
             flags[r.id] = flag
     return flags

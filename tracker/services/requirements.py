@@ -7,7 +7,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 
 from tracker.extensions import db
-from tracker.models import STATUSES, Comment, DeadlineChange, Membership, StatusChange, User, utcnow
+from tracker.models import (
+    STATUSES,
+    AuditEvent,
+    Comment,
+    DeadlineChange,
+    Membership,
+    Requirement,
+    StatusChange,
+    User,
+    utcnow,
+)
 from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 
@@ -144,3 +154,120 @@ def add_comment(requirement, body, *, actor):
     db.session.flush()
     audit.record("comment.create", comment, agency_id=requirement.agency_id, after={"body": body}, actor=actor)
     return comment
+
+
+def _owner_or_error(requirement_agency_id, owner_id, errors):
+    """The chosen owner (None for nobody), or an error in `errors`."""
+    if owner_id in (None, "", 0, "0"):
+        return None
+    try:
+        owner_id = int(owner_id)
+    except (TypeError, ValueError):
+        errors["owner_id"] = "Choose an owner from the list."
+        return None
+    owner = next((u for u in agency_members(requirement_agency_id) if u.id == owner_id), None)
+    if owner is None:
+        errors["owner_id"] = "The owner must be a compliance officer of this agency."
+    return owner
+
+
+def save_row(requirement, *, status, note, owner_id, due_date, reason, row_version, actor):
+    """The board row's one Save: status (with a note), owner and due date (with a reason when it moves).
+    Every field is checked before anything changes; each change keeps its own history and audit event.
+    Returns the names of the fields that changed."""
+    errors = {}
+    if status not in STATUSES:
+        errors["status"] = f"Choose one of: {', '.join(STATUSES.values())}."
+    note = (note or "").strip()
+    if status == "not_applicable" and status != requirement.status and not note:
+        errors["note"] = "A justification is required for Not applicable."
+    elif len(note) > MAX_NOTE:
+        errors["note"] = f"The note must be at most {MAX_NOTE} characters."
+    owner = _owner_or_error(requirement.agency_id, owner_id, errors)
+    reason = (reason or "").strip()
+    if due_date != requirement.due_date and requirement.due_date is not None and not reason:
+        errors["reason"] = "A reason is required to move a due date."
+    elif len(reason) > 1000:
+        errors["reason"] = "The reason must be at most 1000 characters."
+    if errors:
+        raise ValidationFailed(errors)
+    _check_version(requirement, row_version)
+    changed = []
+    if status != requirement.status or note:
+        set_status(requirement, status, note, requirement.row_version, actor=actor)
+        changed.append("status")
+    if (owner.id if owner else None) != requirement.owner_id:
+        set_owner(requirement, owner.id if owner else 0, requirement.row_version, actor=actor)
+        changed.append("owner")
+    if due_date != requirement.due_date:
+        set_due_date(requirement, due_date, reason, requirement.row_version, actor=actor)
+        changed.append("due date")
+    return changed
+
+
+BULK_ACTIONS = {"owner": "owner", "status": "status", "due": "due date"}
+
+
+def _bulk_value(agency_id, action, value, text, targets, errors):
+    """The checked value of a bulk change, or errors naming the field."""
+    if action == "owner":
+        owner = _owner_or_error(agency_id, value, errors)
+        return owner.id if owner else 0
+    if action == "status":
+        if value not in STATUSES:
+            errors["status"] = f"Choose one of: {', '.join(STATUSES.values())}."
+        elif value == "not_applicable" and not text:
+            errors["note"] = "A justification is required for Not applicable."
+        return value
+    moving = [r for r in targets if r.due_date is not None and r.due_date != value]
+    if moving and not text:
+        errors["reason"] = (f"A reason is required: {len(moving)} of the selected requirements already "
+                            f"have a due date.")
+    return value
+
+
+def bulk_update(agency_id, versions, action, value, text, *, actor, changed_since=None):
+    """Set one field for many requirements of one agency in one transaction.
+
+    `versions`: {requirement_id: row_version the user saw, or None when it was selected through the filter
+    (then any audited change after the `changed_since` audit event id counts as a change)}. Requirements
+    changed meanwhile are left unchanged and returned as conflicts; each one applied gets its own history
+    and audit event. Returns (applied, conflicts) as lists of requirements."""
+    errors = {}
+    if action not in BULK_ACTIONS:
+        raise ValidationFailed({"action": "Choose what to change: owner, status or due date."})
+    if not versions:
+        raise ValidationFailed({"ids": "Select at least one requirement."})
+    text = (text or "").strip()
+    if len(text) > 1000:
+        errors["reason" if action == "due" else "note"] = "At most 1000 characters."
+    targets = db.session.execute(
+        sa.select(Requirement).where(Requirement.agency_id == agency_id, Requirement.id.in_(list(versions)))
+        .options(sa.orm.lazyload(Requirement.module)).order_by(Requirement.sort_key, Requirement.id)
+        .with_for_update(of=Requirement)
+    ).scalars().all()
+    value = _bulk_value(agency_id, action, value, text, targets, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    touched = set()
+    if any(v is None for v in versions.values()):
+        touched = {int(i) for i in db.session.execute(
+            sa.select(AuditEvent.object_id).where(AuditEvent.id > (changed_since or 0),
+                                                  AuditEvent.object_type == "requirement",
+                                                  AuditEvent.agency_id == agency_id)
+        ).scalars() if i.isdigit()}
+    applied, conflicts = [], []
+    for req in targets:
+        seen = versions[req.id]
+        if (seen is not None and seen != req.row_version) or (seen is None and req.id in touched):
+            conflicts.append(req)
+            continue
+        if action == "owner":
+            done = set_owner(req, value, req.row_version, actor=actor)
+        elif action == "status":
+            done = set_status(req, value, text, req.row_version, actor=actor)
+        else:
+            done = set_due_date(req, value, text, req.row_version, actor=actor)
+        if done:
+            applied.append(req)
+    return applied, conflicts
