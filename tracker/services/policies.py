@@ -516,12 +516,13 @@ def supersede(doc, agency, by_id, *, actor):
 
 
 def _notify(event, doc, obj, actor):
-    """E-mail the people concerned when the notifications service exists (issue 15); otherwise nothing."""
+    """E-mail the people concerned once the notifications service has a policy_event(event, document, round or
+    window, actor=) (issue 15); until then, nothing: the deadlines are in the calendar feed either way."""
     try:
-        from tracker.services import notify
+        from tracker.services import notifications
     except ImportError:
         return
-    send = getattr(notify, "policy_event", None) or getattr(notify, "notify", None)
+    send = getattr(notifications, "policy_event", None)
     if send is not None:
         send(event, doc, obj, actor=actor)
 
