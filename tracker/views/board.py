@@ -59,11 +59,11 @@ def _modules():
     return db.session.execute(Module.in_order()).scalars().all()
 
 
-@bp.get("/agencies/<slug>")
 BOARD_ARGS = ("module", "status", "owner", "due", "q", "sort", "dir", "page", "per_page")
 CSRF_SLOT = Markup("<!--csrf-->")  # noqa: S704 - a constant
 
 
+@bp.get("/agencies/<slug>")
 @login_required
 def board(slug):
     agency = agency_or_404(slug)
@@ -124,7 +124,6 @@ def _board_context(agency, modules, filters):
     by_module = {}
     for r in page.rows:
         by_module.setdefault(r.module_id, []).append(r)
-    return {
     sections = [(s, by_module[s.module.id]) for s in page.modules if s.module.id in by_module]
     def page_url(n):
         return url_for("board.board", slug=agency.slug, **filters.view_args(page=n))
@@ -134,6 +133,7 @@ def _board_context(agency, modules, filters):
         return url_for("board.board", slug=agency.slug, **filters.view_args(sort=key, dir="desc" if desc else "",
                                                                              page=1))
 
+    return {
         "agency": agency, "modules": modules, "filters": filters, "page": page, "sections": sections,
         "b": _row_context(agency, page.rows), "page_url": page_url, "sort_url": sort_url,
     }
