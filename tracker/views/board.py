@@ -39,8 +39,7 @@ from tracker.views.repeats import repeat_response
 bp = Blueprint("board", __name__)
 
 EDIT_ROLES = {"officer"}
-# Advisory-committee members comment too (issue 14): their questions and remarks on a requirement.
-COMMENT_ROLES = {"officer", "monitor", "committee"}
+COMMENT_ROLES = {"officer", "monitor"}
 
 
 def can_edit():
