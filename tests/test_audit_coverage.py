@@ -485,6 +485,12 @@ CASES = {
         "due_date": "2027-01-01", "reason": "Court order of Dec 1", "row_version": _version(db, w)})},
     "board.set_notes": {"notes": Case("officer", _req_url("notes"), data=lambda db, w: {
         "notes": "Met with dispatch.", "row_version": _version(db, w)})},
+    "board.save_row": {"status and owner": Case("officer", _req_url("row"), data=lambda db, w: {
+        "status": "in_progress", "note": "Started.", "owner_id": str(w["users"]["officer2"].id),
+        "due_date": "2027-03-01", "reason": "Court order of Dec 1", "row_version": _version(db, w)})},
+    "board.bulk": {"status": Case("officer", lambda db, w: "/agencies/agency-a/requirements/bulk", data=lambda db, w: {
+        "change": "status", "status": "in_progress", "note": "Kick-off for all", "as_of": "0",
+        "ids": f"{w['req'].id}:{_version(db, w)}"})},
     **PLAN_AND_REQUEST_CASES,
     **POLICY_CASES,
 }
@@ -580,9 +586,3 @@ def test_get_requests_write_nothing_but_activity_stamps(app, db, world):  # noqa
             f"a GET committed more than one stamp: {writes}"
         stamped.add(writes[0][0])
     assert stamped - {"audit_checkpoint"} == {"user_session", "api_token"}
-    "board.save_row": {"status and owner": Case("officer", _req_url("row"), data=lambda db, w: {
-        "status": "in_progress", "note": "Started.", "owner_id": str(w["users"]["officer2"].id),
-        "due_date": "2027-03-01", "reason": "Court order of Dec 1", "row_version": _version(db, w)})},
-    "board.bulk": {"status": Case("officer", lambda db, w: "/agencies/agency-a/requirements/bulk", data=lambda db, w: {
-        "change": "status", "status": "in_progress", "note": "Kick-off for all", "as_of": "0",
-        "ids": f"{w['req'].id}:{_version(db, w)}"})},
