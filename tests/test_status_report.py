@@ -167,6 +167,10 @@ def test_the_demo_agencys_report_for_its_last_period(app, db):
     assert [h.split(" ", 1)[0] for h in _styled(doc, "Heading 2")] == codes
     summary = _rows(doc.tables[0])
     assert sum(int(row[1]) for row in summary[1:]) == len(codes)
+    bullets = _styled(doc, "List Bullet")  # the demo's general order, approved and trained in that period
+    assert ("2025-11-14: General Order 4.12: Crisis Intervention Team Response approved (Court order, Order "
+            "approving General Order 4.12 (Dkt. 268)); in effect from 2025-12-01.") in bullets
+    assert any("85.0% of All sworn members trained (1,020 of 1,200)" in b for b in bullets)
     text = _pdf_text(officer.client.get(base + ".pdf").data)
     positions = [text.index(f"\n{code} ") for code in codes]
     assert positions == sorted(positions) and len(codes) > 50

@@ -12,7 +12,7 @@ import yaml
 from seed.demo_pdf import simple_pdf
 from tracker.extensions import db
 from tracker.models import ComplianceScale, Membership, Requirement, Source, User, utcnow
-from tracker.services import accounts, agencies, audit, demo_requests, evidence, monitoring
+from tracker.services import accounts, agencies, audit, demo_policies, demo_requests, evidence, monitoring
 from tracker.services import requirements as req_service
 from tracker.services.errors import ValidationFailed
 from tracker.storage import get_store
@@ -60,6 +60,7 @@ def load_demo(path):
     _demo_activity(agency, requirements, officers, data.get("activity", []))
     _demo_periods(agency, requirements, data.get("periods", []))
     demo_requests.load(agency, requirements, data)  # issue 13: a monitoring plan and document requests
+    demo_policies.load(agency, requirements, data)  # issue 16: policies under review and their training
     audit.record("demo.load", agency, after={"requirements": len(requirements), "users": len(credentials)})
     return credentials
 
