@@ -245,7 +245,53 @@ def backup_command(target):
                f"audit head #{manifest['audit_head']['id'] if manifest['audit_head'] else '-'}.")
 
 
+mail_cli = AppGroup("mail", help="E-mail: delivery, digests, deadline reminders.", callback=_quiet_security_log)
+
+
+def _mail_ready():
+    from tracker import mailer
+
+    try:
+        mailer.transport(current_app.config)
+    except mailer.MailConfigError as exc:
+        _fail(str(exc))
+    return mailer
+
+
+@mail_cli.command("send")
+def mail_send():
+    """One pass (for cron): assemble the digests that are due, deliver every message due now."""
+    mailer = _mail_ready()
+    result = mailer.send_pass()
+    click.echo(f"Mail: {mailer.summary(result)}.")
+
+
+@mail_cli.command("worker")
+@click.option("--poll", type=int, default=None, help="Seconds between passes (default MAIL_POLL_SECONDS).")
+@click.option("--quiet", is_flag=True, help="Print nothing but problems (make run starts it so).")
+def mail_worker(poll, quiet):
+    """Deliver continuously: a pass every --poll seconds, deadline reminders every hour. Ctrl-C stops it."""
+    mailer = _mail_ready()
+    poll = poll or current_app.config["MAIL_POLL_SECONDS"]
+    echo = (lambda _text: None) if quiet else click.echo
+    target = current_app.config["SMTP_HOST"] or current_app.config["MAIL_DIR"]
+    echo(f"Mail worker: delivering to {target} every {poll} s (Ctrl-C stops it).")
+    try:
+        mailer.worker_loop(poll, echo=echo)
+    except KeyboardInterrupt:
+        echo("Mail worker stopped.")
+
+
+@mail_cli.command("reminders")
+def mail_reminders():
+    """Write today's deadline reminders (idempotent: a second run the same day writes nothing)."""
+    from tracker import mailer
+
+    written = mailer.run_reminders()
+    click.echo(f"Reminders: {len(written)} notification(s) written.")
+
+
 def register(app):
     app.cli.add_command(backup_command)
-    for group in (catalog_cli, users_cli, audit_cli, seed_cli, evidence_cli):
+    for group in (catalog_cli, users_cli, audit_cli, seed_cli, evidence_cli, mail_cli):
         app.cli.add_command(group)

@@ -181,6 +181,7 @@ def from_env(instance_path):
         **_sign_in_settings(development),
         **_audit_settings(Path(instance_path)),
         **_deployment_settings(),
+        **_mail_settings(Path(instance_path)),
     }
 
 

@@ -1,20 +1,25 @@
 """Users, memberships, sign-in, lockout and server-side sessions."""
+import ipaddress
 import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, has_request_context, request
 
 from tracker.extensions import db
-from tracker.models import AGENCY_ROLES, ROLES, Agency, Membership, User, UserSession, utcnow
+from tracker.models import AGENCY_ROLES, ROLES, Agency, LoginBlock, Membership, User, UserSession, utcnow
 from tracker.passwords import hash_password, needs_rehash, password_problem, verify_password
-from tracker.services import audit
+from tracker.services import audit, notifications
 from tracker.services.errors import ValidationFailed
 
 # Verifying against a real hash for unknown users keeps their timing equal to known ones.
 _DUMMY_HASH = None
 ACTIVITY_STEP = timedelta(seconds=60)
+# CJIS IA-5 l: the verifier limits consecutive failed attempts to at most 100, from wherever they come; then the
+# whole account locks until an administrator releases it. Below that, a lock holds for the failing address only.
+ACCOUNT_FAILURE_LIMIT = 100
+TIMED_LOCK_MAX = timedelta(hours=24)
 
 
 def normalise_email(raw):
@@ -24,7 +29,8 @@ def normalise_email(raw):
         raise ValidationFailed({"email": str(exc)}) from exc
 
 
-def create_user(email, password, *, name="", role="officer", agency=None, actor=None):
+def create_user(email, password, *, name="", role="officer", agency=None, actor=None, temporary=False):
+    """temporary: a password someone else chose (an administrator's new account), changed at the first sign-in."""
     email = normalise_email(email)
     errors = {}
     if role not in ROLES:
@@ -38,7 +44,8 @@ def create_user(email, password, *, name="", role="officer", agency=None, actor=
         errors["email"] = f"A user with email {email} already exists."
     if errors:
         raise ValidationFailed(errors)
-    user = User(email=email, name=name, password_hash=hash_password(password), is_admin=(role == "admin"))
+    user = User(email=email, name=name, password_hash=hash_password(password), is_admin=(role == "admin"),
+                must_change_password=temporary)
     db.session.add(user)
     db.session.flush()
     audit.record("user.create", user, after={"email": email, "name": name, "role": role}, actor=actor)
@@ -100,9 +107,53 @@ def _release_expired_lock(user, now):
                  actor_label="system")
 
 
-def _is_locked(user, now):
+def request_source():
+    """The address failures are counted for: the client's IPv4 address, an IPv6 address's /64, or "cli"."""
+    if not has_request_context():
+        return "cli"
+    address = request.remote_addr or "unknown"
+    if ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            pass
+    return address[:64]
+
+
+def _block(user, source, *, create=False):
+    block = db.session.execute(
+        sa.select(LoginBlock).where(LoginBlock.user_id == user.id, LoginBlock.source == source)
+    ).scalar_one_or_none()
+    if block is None and create:
+        try:
+            with db.session.begin_nested():  # a concurrent first failure from the same address made it already
+                block = LoginBlock(user_id=user.id, source=source, failures=0, locks=0)
+                db.session.add(block)
+        except sa.exc.IntegrityError:
+            return _block(user, source)
+    return block
+
+
+def _source_locked(user, source, now):
+    """True while the account is locked for this address; a timed lock past its end lifts here (the system)."""
+    block = _block(user, source)
+    if block is None or block.locked_at is None:
+        return False
+    if block.locked_until is None or now < block.locked_until:
+        return True
+    before = {"source": source, "locked_at": block.locked_at, "locked_until": block.locked_until}
+    block.locked_at = block.locked_until = block.first_failed_at = None
+    block.failures = 0
+    audit.record("user.unlock", user, before=before, after={"source": source, "reason": "lock period passed"},
+                 actor_label="system")
+    return False
+
+
+def _is_locked(user, now, source=None):
     _release_expired_lock(user, now)
-    return user.locked_at is not None
+    if user.locked_at is not None:
+        return True
+    return _source_locked(user, source or request_source(), now)
 
 
 def check_password(email, password):
@@ -119,14 +170,14 @@ def check_password(email, password):
                      after={"reason": "unknown user"})
         raise LoginRefused()
     ok = verify_password(user.password_hash, password)
-    locked = _is_locked(user, now)
+    locked = _is_locked(user, now, request_source())
     if not ok or locked or not user.active:
         reason = "locked" if locked else ("disabled" if not user.active else "wrong password")
         if not ok and not locked:
             _count_failure(user, now)
         audit.record("auth.login", user, actor=user, outcome="failure",
                      after={"reason": reason, "failed_logins": user.failed_logins,
-                            "locked": user.locked_at is not None})
+                            "locked": _is_locked(user, now, request_source())})
         raise LoginRefused()
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -136,9 +187,10 @@ def check_password(email, password):
 
 def record_factor_failure(user, reason):
     """A wrong second-factor code counts towards the same lockout as a wrong password."""
-    _count_failure(user, utcnow())
+    now = utcnow()
+    _count_failure(user, now)
     audit.record("auth.mfa", user, actor=user, outcome="failure",
-                 after={"reason": reason, "failed_logins": user.failed_logins, "locked": user.locked_at is not None})
+                 after={"reason": reason, "failed_logins": user.failed_logins, "locked": _is_locked(user, now)})
 
 
 def open_session(user, *, ip=None, user_agent=None, mfa=False):
@@ -149,6 +201,9 @@ def open_session(user, *, ip=None, user_agent=None, mfa=False):
     user.failed_logins = 0
     user.first_failed_at = None
     user.last_login_at = now
+    notice = sign_in_notice(user)
+    db.session.execute(sa.update(LoginBlock).where(LoginBlock.user_id == user.id, LoginBlock.locked_at.is_(None))
+                       .values(failures=0, first_failed_at=None))
     user_session = UserSession(
         id=secrets.token_urlsafe(32), user=user, created_at=now, last_seen_at=now,
         ip=(ip or "")[:64], user_agent=(user_agent or "")[:300],
@@ -156,6 +211,7 @@ def open_session(user, *, ip=None, user_agent=None, mfa=False):
     db.session.add(user_session)
     db.session.flush()
     audit.record("auth.login", user, actor=user, after={"session": user_session.id[:8], "mfa": mfa})
+    user_session.notice = notice  # shown once by the view
     return user_session
 
 
@@ -165,23 +221,72 @@ def authenticate(email, password, *, ip=None, user_agent=None):
     return open_session(user, ip=ip, user_agent=user_agent)
 
 
-def _count_failure(user, now):
-    window = timedelta(minutes=current_app.config["LOCKOUT_WINDOW_MINUTES"])
-    if user.first_failed_at is None or now - user.first_failed_at > window:
-        user.first_failed_at = now
-        user.failed_logins = 0
-    user.failed_logins += 1
-    if user.failed_logins >= current_app.config["LOCKOUT_THRESHOLD"] and user.locked_at is None:
+def _count_failure(user, now, source=None):
+    """One more failure for this account from this address. At LOCKOUT_THRESHOLD within the window the account
+    locks for that address only: until an administrator releases it (LOCKOUT_MODE=admin, CJIS AC-7), or for the
+    window, doubled at each new lock up to a day (timed). Other addresses still sign in, so nobody can lock a
+    known account out by guessing. ACCOUNT_FAILURE_LIMIT consecutive failures from anywhere lock it whole."""
+    cfg = current_app.config
+    source = source or request_source()
+    window = timedelta(minutes=cfg["LOCKOUT_WINDOW_MINUTES"])
+    block = _block(user, source, create=True)
+    if block.first_failed_at is None or now - block.first_failed_at > window:
+        block.first_failed_at = now
+        block.failures = 0
+    block.failures += 1
+    user.failed_logins = (user.failed_logins or 0) + 1
+    user.first_failed_at = user.first_failed_at or now
+    if block.failures >= cfg["LOCKOUT_THRESHOLD"] and block.locked_at is None:
+        block.locks += 1
+        block.locked_at = now
+        block.locked_until = (None if cfg["LOCKOUT_MODE"] == "admin"
+                              else now + min(window * 2 ** (block.locks - 1), TIMED_LOCK_MAX))
+        audit.record("auth.lockout", user, actor=user,
+                     after={"source": source, "failed_logins": block.failures, "until": block.locked_until,
+                            "lock": block.locks})
+        notifications.account_changed(user, "lockout", actor=user)
+    if user.failed_logins >= ACCOUNT_FAILURE_LIMIT and user.locked_at is None:
         user.locked_at = now
-        audit.record("auth.lockout", user, actor=user, after={"failed_logins": user.failed_logins})
+        audit.record("auth.lockout", user, actor=user, after={"scope": "account", "failed_logins": user.failed_logins})
+
+
+def locked_sources(user):
+    return db.session.execute(
+        sa.select(LoginBlock).where(LoginBlock.user_id == user.id, LoginBlock.locked_at.is_not(None))
+        .order_by(LoginBlock.locked_at)).scalars().all()
 
 
 def unlock_user(user, *, actor=None):
-    before = {"locked_at": user.locked_at, "failed_logins": user.failed_logins}
+    """Release the account: its whole-account lock and the lock of every address (`flask users unlock` too)."""
+    sources = locked_sources(user)
+    before = {"locked_at": user.locked_at, "failed_logins": user.failed_logins,
+              "sources": [b.source for b in sources]}
     user.locked_at = None
     user.failed_logins = 0
     user.first_failed_at = None
+    for block in sources:
+        block.locked_at = block.locked_until = block.first_failed_at = None
+        block.failures = 0
     audit.record("user.unlock", user, before=before, after={"locked_at": None}, actor=actor)
+
+
+def sign_in_notice(user):
+    """What the holder is told at a successful sign-in: failures and locks since the last one, by address."""
+    blocks = db.session.execute(
+        sa.select(LoginBlock).where(LoginBlock.user_id == user.id,
+                                    sa.or_(LoginBlock.failures > 0, LoginBlock.locked_at.is_not(None)))
+        .order_by(LoginBlock.source)).scalars().all()
+    if not blocks:
+        return None
+    parts = []
+    for block in blocks:
+        text = f"{block.failures} from {block.source}"
+        if block.locked_at is not None:
+            text += (" (locked until an administrator releases it)" if block.locked_until is None
+                     else f" (locked until {block.locked_until:%Y-%m-%d %H:%M} UTC)")
+        parts.append(text)
+    return ("Failed sign-ins to your account since you last signed in: " + "; ".join(parts)
+            + ". If these were not you, change your password and tell your administrator.")
 
 
 def load_session(session_id):
@@ -218,7 +323,11 @@ def end_session(user_session, *, reason="logout"):
 
 
 def revoke_all_sessions(user, *, actor=None, reason="revoked", keep=None):
-    """Sign the user out everywhere (except the session `keep`, e.g. the one changing the password)."""
+    """Sign the user out everywhere (except the session `keep`, e.g. the one changing the password), and end
+    their API tokens and calendar feeds too: a secret must not outlive what ended the sessions."""
+    from tracker.services import tokens
+
+    tokens.revoke_all(user, actor=actor, reason=reason)
     now = utcnow()
     query = sa.select(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
     if keep is not None:
@@ -239,17 +348,46 @@ def set_active(user, active, *, actor=None):
         revoke_all_sessions(user, actor=actor, reason="deactivated")
 
 
-def change_password(user, current_password, new_password, *, actor=None):
+class ReauthLocked(Exception):
+    """Too many wrong current passwords from this address: the account is now locked for it."""
+
+
+def confirm_identity(user, password, code=None):
+    """The current password, and the code from the authenticator app when the user has one, before a sensitive
+    change (a new password, a new token). A wrong one counts towards the account's lockout for this address
+    like a failed sign-in (and is audited): raises ValidationFailed naming the field, or ReauthLocked."""
+    from tracker.services import mfa
+
+    now = utcnow()
+    source = request_source()
+    if _is_locked(user, now, source):
+        raise ReauthLocked()
     errors = {}
-    if not verify_password(user.password_hash, current_password):
+    if not verify_password(user.password_hash, password or ""):
         errors["current_password"] = "Current password is incorrect."  # noqa: S105 - a message, not a password
+    elif user.totp_secret and not mfa.verify(user, code or ""):
+        errors["code"] = "Enter the current 6-digit code from your authenticator app."
+    if not errors:
+        return
+    _count_failure(user, now, source)
+    locked = _is_locked(user, now, source)
+    audit.record("auth.reauth", user, actor=user, outcome="failure",
+                 after={"reason": "wrong code" if "code" in errors else "wrong password", "source": source,
+                        "locked": locked})
+    if locked:
+        raise ReauthLocked()
+    raise ValidationFailed(errors)
+
+
+def change_password(user, current_password, new_password, *, actor=None, code=None):
+    confirm_identity(user, current_password, code)
     problem = password_problem(new_password, user.email)
     if problem:
-        errors["new_password"] = problem
-    if errors:
-        raise ValidationFailed(errors)
+        raise ValidationFailed({"new_password": problem})
     user.password_hash = hash_password(new_password)
+    user.must_change_password = False
     audit.record("user.password_change", user, actor=actor or user)
+    notifications.account_changed(user, "password_change", actor=actor or user)
 
 
 def random_password():
@@ -257,14 +395,19 @@ def random_password():
     return "-".join(secrets.token_urlsafe(5) for _ in range(4))
 
 
-def set_password(user, password, *, actor=None):
-    """Administrative reset: new hash, lock released, every session ended."""
+def set_password(user, password, *, actor=None, temporary=True):
+    """Administrative reset: new hash, lock released, every session and token ended; the user chooses a new
+    password at the next sign-in (temporary)."""
     user.password_hash = hash_password(password)
+    user.must_change_password = temporary
     user.locked_at = None
     user.failed_logins = 0
     user.first_failed_at = None
+    db.session.execute(sa.update(LoginBlock).where(LoginBlock.user_id == user.id)
+                       .values(failures=0, first_failed_at=None, locked_at=None, locked_until=None))
     audit.record("user.password_reset", user, actor=actor)
     revoke_all_sessions(user, actor=actor, reason="password reset")
+    notifications.account_changed(user, "password_reset", actor=actor)
 
 
 def agency_by_slug(slug):

@@ -23,7 +23,7 @@ from tracker.models import (
     utcnow,
 )
 from tracker.models.document_requests import document_request_requirement
-from tracker.services import audit
+from tracker.services import audit, notifications
 from tracker.services.errors import ValidationFailed
 
 # Who sees requests at all (admins too); who asks, closes and decides; who answers.
@@ -117,6 +117,7 @@ def create_request(agency, values, *, actor, allow_past_due=False):
     audit.record("request.create", request, actor=actor,
                  after={"number": number, "title": title, "due_date": due, "period": period.name if period else None,
                         "requirements": [r.code for r in requirements]})
+    notifications.request_opened(request, actor=actor)
     return request
 
 

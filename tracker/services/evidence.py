@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from tracker import filetypes
 from tracker.extensions import db
 from tracker.models import VISIBILITIES, DocumentFile, Evidence
-from tracker.services import audit
+from tracker.services import audit, notifications
 from tracker.services.errors import ValidationFailed
 from tracker.storage import get_store
 
@@ -99,6 +99,7 @@ def _create(requirement, kind, values, *, actor, supersedes=None, blob=None, med
                  agency_id=requirement.agency_id, actor=actor,
                  after={"title": meta["title"], "kind": kind, "sha256": evidence.sha256, "url": url,
                         "visibility": meta["visibility"], "supersedes": supersedes.id if supersedes else None})
+    notifications.evidence_submitted(evidence, requirement, actor=actor)
     return evidence
 
 

@@ -8,7 +8,7 @@ from flask import current_app
 
 from tracker.extensions import db
 from tracker.models import Membership
-from tracker.services import audit
+from tracker.services import audit, notifications
 
 ISSUER = "Consent-decree tracker"
 
@@ -72,6 +72,7 @@ def confirm_enrolment(user, code):
     user.totp_secret = user.totp_pending_secret
     user.totp_pending_secret = None
     audit.record("user.mfa_enable", user, actor=user)
+    notifications.account_changed(user, "mfa_enable", actor=user)
     return True
 
 
@@ -80,3 +81,4 @@ def reset(user, *, actor):
     user.totp_pending_secret = None
     user.totp_last_step = None
     audit.record("user.mfa_reset", user, actor=actor)
+    notifications.account_changed(user, "mfa_reset", actor=actor)

@@ -18,7 +18,7 @@ from tracker.models import (
     User,
     utcnow,
 )
-from tracker.services import audit
+from tracker.services import audit, notifications
 from tracker.services.errors import ValidationFailed
 
 MAX_NOTE = 4000
@@ -82,6 +82,8 @@ def set_status(requirement, status, note, row_version, *, actor):
     _flush(requirement)
     audit.record("requirement.status", requirement, before={"status": old},
                  after={"status": status, "note": note}, actor=actor)
+    if status != old:
+        notifications.status_changed(requirement, old, actor=actor)
     return change
 
 
@@ -113,6 +115,7 @@ def set_owner(requirement, owner_id, row_version, *, actor):
     _flush(requirement)
     audit.record("requirement.owner", requirement, before={"owner": old},
                  after={"owner": owner.email if owner else None}, actor=actor)
+    notifications.owner_assigned(requirement, owner, actor=actor)
     return True
 
 
@@ -153,6 +156,7 @@ def add_comment(requirement, body, *, actor):
     db.session.add(comment)
     db.session.flush()
     audit.record("comment.create", comment, agency_id=requirement.agency_id, after={"body": body}, actor=actor)
+    notifications.comment_added(comment, requirement, actor=actor)
     return comment
 
 

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from tracker.extensions import db
 from tracker.models import Agency, Evidence, EvidenceReview, Membership, Module, Requirement, utcnow
-from tracker.services import audit
+from tracker.services import audit, notifications
 from tracker.services.errors import ValidationFailed
 
 AGE_FILTERS = {"7": "Waiting more than 7 days", "30": "Waiting more than 30 days"}
@@ -102,7 +102,9 @@ def return_(evidence, comment, *, actor):
         raise ValidationFailed({"comment": "Say what is missing or wrong: a comment is required to return evidence."})
     if len(comment) > 4000:
         raise ValidationFailed({"comment": "The comment must be at most 4000 characters."})
-    return _decide(evidence, "returned", comment, actor)
+    review = _decide(evidence, "returned", comment, actor)
+    notifications.evidence_returned(evidence, db.session.get(Requirement, evidence.requirement_id), actor=actor)
+    return review
 
 
 def returned_for(user):
