@@ -142,13 +142,13 @@ def _order_scope(agency, codes_text, module_keys, errors):
                                      sa.func.upper(Requirement.code).in_([c.upper() for c in codes]))).scalars()}
     unknown = [c for c in codes if c.upper() not in found]
     if unknown:
-        errors["requirements"] = f"No requirement of {agency.name} has the code {', '.join(unknown[:10])}."
+        errors["codes"] = f"No requirement of {agency.name} has the code {', '.join(unknown[:10])}."
     keys = [k for k in module_keys or [] if k]
     modules = db.session.execute(sa.select(Module).where(Module.key.in_(keys))).scalars().all()
     if len(modules) != len(set(keys)):
         errors["modules"] = "Choose modules from the list."
     if not codes and not keys:
-        errors["requirements"] = "Name the requirements (codes) or choose the modules the order covers."
+        errors["codes"] = "Name the requirements (codes) or choose the modules the order covers."
     return list(found.values()), modules
 
 
