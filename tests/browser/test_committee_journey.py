@@ -23,7 +23,7 @@ MEMBER_NAME = "Cora Committee"
 
 @pytest.fixture(scope="module")
 def northbay(live_app):
-    """An agency with two closed monitoring periods (a trend, one upgrade) and one implemented requirement."""
+    """An agency with two filed monitoring reports (a trend, one upgrade) and one implemented requirement."""
     with live_app.app_context():
         scale = db.session.execute(sa.select(ComplianceScale).where(ComplianceScale.key == "cleveland")).scalar_one()
         agency = agencies.create_agency({"name": AGENCY, "slug": "northbay", "state": "OR", "source_id": None,
@@ -141,7 +141,8 @@ def test_committee_member_reads_dashboard_exports_prints_and_subscribes(
     expect(page.get_by_role("heading", level=1)).to_have_text(f"{AGENCY}Monitoring report: Northbay report 2")
     expect(page.get_by_text("2 upgrades, 0 downgrades")).to_be_visible()
     expect(page.get_by_text("Newly rated: CIT-002 Operational compliance")).to_be_visible()
-    expect(page.get_by_text("Upgrade: ADV-001 Partial compliance → General compliance")).to_be_visible()
+    expect(page.get_by_text("Upgrade: ADV-001 Partial compliance (Northbay report 1) → General compliance")
+           ).to_be_visible()
     check_a11y(page)
     nav = page.get_by_role("navigation", name="Primary")
     expect(nav).to_be_visible()

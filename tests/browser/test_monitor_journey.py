@@ -1,6 +1,8 @@
 """Flow 3 in a real browser: the officer uploads a PDF, the monitor returns it with a comment, the officer
-sees the comment and uploads a new version, the monitor accepts it, records findings in two monitoring
-periods, closes them and reads the upgrade. Then the monitor's decisions once by keyboard only."""
+sees the comment and uploads a new version, the monitor accepts it, records a finding in a monitoring period
+(the committee's pages, API and export do not change), shares the draft (the officer sees it marked draft and
+answers it), files the report (the committee sees it), rates a second period, files it and reads the upgrade.
+Then the monitor's decisions once by keyboard only."""
 import re
 from datetime import date
 
@@ -18,6 +20,7 @@ from tracker.services import evidence as evidence_service
 AGENCY = "Eastport Police Department"
 OFFICER = "officer@eastport.example"
 MONITOR = "monitor@eastport.example"
+COMMITTEE = "committee@eastport.example"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
@@ -30,6 +33,7 @@ def eastport(live_app):
         agencies.adopt(agency, ["advisory", "cit"])
         make_user(OFFICER, role="officer", agency=agency, name="Erin Officer")
         make_user(MONITOR, role="monitor", agency=agency, name="Milo Monitor")
+        make_user(COMMITTEE, role="committee", agency=agency, name="Cora Committee")
         db.session.commit()
         reqs = {r.code: r.id for r in db.session.execute(
             sa.select(Requirement).where(Requirement.agency_id == agency.id)).scalars()}
@@ -64,6 +68,7 @@ def tab_to(page, target, *, limit=120):
 def test_monitor_returns_evidence_officer_revises_monitor_accepts_and_rates(
         signed_in, live_server, eastport, check_a11y, tmp_path):
     officer_context, monitor_context = signed_in(OFFICER), signed_in(MONITOR)
+    committee_context = signed_in(COMMITTEE)
     try:
         officer, monitor = officer_context.new_page(), monitor_context.new_page()
         adv001 = eastport["reqs"]["ADV-001"]
@@ -150,29 +155,68 @@ def test_monitor_returns_evidence_officer_revises_monitor_accepts_and_rates(
         check_a11y(monitor)
         _open_period(monitor, "Eastport report 1: Jan–Jun 2025", "2025-01-01", "2025-06-30")
         check_a11y(monitor)
+        period_url = monitor.url
         _rate(monitor, adv001, "ADV-001", "Partial compliance", "Charter adopted; no meetings held yet.")
+        expect(monitor.locator("#rated-count")).to_have_text(re.compile(r"^1 of \d+ requirements rated$"))
         check_a11y(monitor)
-        monitor.get_by_role("button", name="Close Eastport report 1: Jan–Jun 2025 and freeze its findings").click()
-        expect(monitor.locator("#flash")).to_contain_text("is closed; its findings are frozen")
-        expect(monitor.get_by_text("This is the first period; there is nothing to compare with.")).to_be_visible()
-        expect(monitor.get_by_role("button", name=re.compile("^Close "))).to_have_count(0)
+        _committee_sees_no_finding(committee_context, live_server, adv001, period_url)
+
+        # The monitor shares the draft; the officer sees it, marked draft, and answers it in place.
+        monitor.get_by_role("button", name=re.compile("^Share the draft of Eastport report 1")).click()
+        expect(monitor.locator("#flash")).to_contain_text("is shared with the parties")
+        officer.goto(period_url)
+        row = officer.locator(f"#finding-{adv001}")
+        expect(row).to_contain_text("Charter adopted; no meetings held yet.")
+        expect(row.locator(".tracker-badge", has_text="Draft")).to_be_visible()
+        row.get_by_text("Answer this draft finding").click()
+        row.get_by_label("Agency's response to the draft finding on ADV-001").fill("Two meetings are set for July.")
+        row.get_by_role("button", name="Save response on ADV-001").click()
+        expect(officer.locator(f"#finding-{adv001}")).to_contain_text("Agency's response")
+        expect(officer.locator(f"#finding-{adv001}")).to_contain_text("Two meetings are set for July.")
+        check_a11y(officer)
+        _committee_sees_no_finding(committee_context, live_server, adv001, period_url)
+
+        # The monitor files the report: the committee sees the finding and the response.
+        monitor.reload()
+        monitor.get_by_label("Date filed with the court").fill("2025-07-20")
+        monitor.get_by_label("Docket reference").fill("Dkt. 88")
+        monitor.get_by_role("button", name="File Eastport report 1: Jan–Jun 2025").click()
+        expect(monitor.locator("#flash")).to_contain_text("is filed (Dkt. 88, 2025-07-20)")
+        expect(monitor.get_by_text("No report was filed before this period; there is nothing to compare with.")
+               ).to_be_visible()
+        expect(monitor.get_by_role("button", name=re.compile("^(File|Share) "))).to_have_count(0)
+        # A correction replaces an existing finding; a row without one offers none.
+        expect(monitor.locator(f"#finding-{adv001}").get_by_text("Record a correction for ADV-001")).to_be_visible()
+        expect(monitor.locator(f"#finding-{eastport['reqs']['ADV-002']}").get_by_text(
+            re.compile("^Record a"))).to_have_count(0)
+        check_a11y(monitor)
+        committee = committee_context.new_page()
+        committee.goto(f"{live_server}/agencies/eastport/requirements/{adv001}")
+        findings = committee.get_by_role("table", name="Findings by monitoring period, newest first")
+        expect(findings).to_contain_text("Charter adopted; no meetings held yet.")
+        committee.goto(period_url)
+        expect(committee.locator(f"#finding-{adv001}")).to_contain_text("Two meetings are set for July.")
+        check_a11y(committee)
+        assert committee_context.request.get(f"{live_server}/api/v1/agencies/eastport/findings").json()["total"] == 1
 
         # A second period: ADV-001 moves up a level.
         monitor.get_by_role("link", name="Monitoring periods", exact=True).click()
         _open_period(monitor, "Eastport report 2: Jul–Dec 2025", "2025-07-01", "2025-12-31")
         row = monitor.locator(f"#finding-{adv001}")
-        expect(row.get_by_role("cell").nth(1)).to_have_text("Partial compliance")  # previous-period column
+        expect(row.get_by_role("cell").nth(1)).to_contain_text("Partial compliance")  # previous filed rating
         _rate(monitor, adv001, "ADV-001", "Operational compliance", "Committee met quarterly; minutes published.")
-        monitor.get_by_role("button", name="Close Eastport report 2: Jul–Dec 2025 and freeze its findings").click()
-        expect(monitor.get_by_role("heading", name="Changes since Eastport report 1: Jan–Jun 2025")).to_be_visible()
-        expect(monitor.get_by_text("1 upgrade, 0 downgrades")).to_be_visible()
-        deltas = monitor.get_by_role("table", name=re.compile("Upgrades and downgrades by module"))
+        monitor.get_by_label("Date filed with the court").fill("2025-12-31")
+        monitor.get_by_label("Docket reference").fill("Dkt. 97")
+        monitor.get_by_role("button", name="File Eastport report 2: Jul–Dec 2025").click()
+        expect(monitor.get_by_role("heading", name="Changes since the previous filed ratings")).to_be_visible()
+        expect(monitor.get_by_text("1 upgrade, 0 downgrades, 0 newly rated")).to_be_visible()
+        deltas = monitor.get_by_role("table", name=re.compile("Upgrades, downgrades and newly rated"))
         expect(deltas.get_by_role("row", name=re.compile("^Advisory Committees"))).to_contain_text(
-            "ADV-001: Partial compliance → Operational compliance")
+            "ADV-001: Partial compliance (Eastport report 1: Jan–Jun 2025) → Operational compliance")
         check_a11y(monitor)
 
         # The officer reads both findings on the requirement page.
-        officer.reload()
+        officer.goto(f"{live_server}/agencies/eastport/requirements/{adv001}")
         findings = officer.get_by_role("table", name="Findings by monitoring period, newest first")
         expect(findings.get_by_role("row", name=re.compile("^Eastport report 2"))).to_contain_text(
             "Operational compliance")
@@ -184,6 +228,21 @@ def test_monitor_returns_evidence_officer_revises_monitor_accepts_and_rates(
     finally:
         officer_context.close()
         monitor_context.close()
+        committee_context.close()
+
+
+def _committee_sees_no_finding(context, live_server, req_id, period_url):
+    """A draft or shared finding changes nothing the committee sees: requirement page, period page, API, export
+    (the dashboard's counts: tests/test_findings_process.py)."""
+    page = context.new_page()
+    page.goto(f"{live_server}/agencies/eastport/requirements/{req_id}")
+    expect(page.get_by_text("Charter adopted; no meetings held yet.")).to_have_count(0)
+    page.goto(period_url)
+    expect(page.get_by_text(re.compile("confidential until the report is filed"))).to_be_visible()
+    expect(page.get_by_text("Two meetings are set for July.")).to_have_count(0)
+    assert context.request.get(f"{live_server}/api/v1/agencies/eastport/findings").json()["total"] == 0
+    assert "Partial compliance" not in context.request.get(f"{live_server}/agencies/eastport/export.csv").text()
+    page.close()
 
 
 def _open_period(page, name, first, last):
