@@ -369,7 +369,40 @@ POLICY_CASES = {
         "public_name": "Pat Public", "anchor": "p. 2", "body": "Please add a section on youth."})},
 }
 
+# --- issue 15: e-mail preferences, follows, unsubscribe, the outbox ---------------------------------------
+
+def _failed_message(app, db, w, auth):
+    from tracker.models import OutboxMessage
+
+    db.session.add(OutboxMessage(to_addr="officer@example.test", category="account", subject="Your account",
+                                 body_text="Text.", state="failed", attempts=8, last_error="Gave up"))
+    db.session.commit()
+
+
+def _failed_message_id(db, w):
+    from tracker.models import OutboxMessage
+
+    return str(_one(db, sa.select(OutboxMessage.id).where(OutboxMessage.state == "failed")))
+
+
+def _unsubscribe_url(db, w):
+    from tracker.services.notifications import unsubscribe_token
+
+    return f"/unsubscribe/{unsubscribe_token(w['users']['officer'].id, ['comment'])}"
+
+
+NOTIFICATION_CASES = {
+    "notifications.preferences": {"daily comments": Case("officer", lambda db, w: "/account/notifications",
+                                                         data=lambda db, w: {"comment": "immediate"})},
+    "notifications.follow": {"follow": Case("monitor", _req_url("follow"), data=lambda db, w: {"follow": "1"})},
+    "notifications.unsubscribe": {"one click": Case(None, _unsubscribe_url,
+                                                    data=lambda db, w: {"List-Unsubscribe": "One-Click"})},
+    "outbox.retry": {"failed": Case("admin", lambda db, w: "/admin/outbox/retry", prepare=_failed_message,
+                                    data=lambda db, w: {"message_id": _failed_message_id(db, w)})},
+}
+
 CASES = {
+    **NOTIFICATION_CASES,
     "auth.login": {
         "password": Case(None, lambda db, w: "/login",
                          data=lambda db, w: {"email": "officer@example.test", "password": PASSWORD}),

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import time_machine
 from flask import has_request_context
 
+from tests.factories import PASSWORD
 from tests.security.conftest import signed_in, world  # noqa: F401 - the security suite's world, as a fixture
 from tests.smtp_sink import SmtpSink
 from tracker import mailer
@@ -327,7 +328,8 @@ def test_account_messages_are_always_sent_and_carry_no_secret(app, db, world, si
     officer = world["users"]["officer"]
     _prefer(db, officer, account="off")  # not a choice the form offers; ignored if stored anyway
     auth = signed_in(app, officer.email)
-    page = auth.post("/account/tokens", {"kind": "api", "name": "nightly export"}).get_data(as_text=True)
+    page = auth.post("/account/tokens", {"kind": "api", "name": "nightly export", "current_password": PASSWORD}
+                     ).get_data(as_text=True)
     secret = page.split('id="token-secret"')[1].split(">")[1].split("<")[0] if 'id="token-secret"' in page else None
     assert mailer.deliver()["sent"] == 1
     (_r, message), = sink.parsed()

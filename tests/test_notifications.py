@@ -272,3 +272,40 @@ def test_a_user_without_roles_still_gets_account_mail(app, db):
     assert db.session.scalar(sa.select(OutboxMessage.subject)) == (
         "Your account: Two-step sign-in was turned on for your account.")
     assert mailer.build(db.session.scalar(sa.select(OutboxMessage)), app.config)["List-Unsubscribe"] is None
+
+
+def test_sharing_and_filing_a_period_tell_the_agency_officers(app, db, world):  # noqa: F811 - fixture
+    _clear(db)
+    monitor = signed_in(app, "monitor@example.test")
+    period = world["open"]
+    assert monitor.post(f"/agencies/agency-a/periods/{period.id}/share").status_code == 303
+    assert monitor.post(f"/agencies/agency-a/periods/{period.id}/file",
+                        {"filed_on": "2026-01-20", "docket_ref": "Dkt. 1123"}).status_code == 303
+    officers = {world["users"]["officer"].id, world["users"]["officer2"].id}
+    rows = _rows(db)
+    assert {(uid, cat, mode) for uid, cat, mode, _s in rows} == {(o, "period", "immediate") for o in officers}
+    assert sorted({s for *_x, s in rows}) == ["[Harbor City PD] Report 2: draft shared",
+                                              "[Harbor City PD] Report 2: report filed"]
+
+
+def test_policy_events_reach_monitors_and_the_committee(app, db, world):  # noqa: F811 - fixture
+    """services/policies.py calls notifications.policy_event when a review round or comment window opens."""
+    from types import SimpleNamespace
+
+    from tracker.services import policies
+
+    _clear(db)
+    doc = SimpleNamespace(id=7, agency_id=world["a"].id, title="General Order 4.12")
+    policies._notify("review_round_opened", doc, SimpleNamespace(comment_due=date(2027, 1, 15)),
+                     world["users"]["officer"])
+    policies._notify("comment_window_opened", doc, SimpleNamespace(closes_on=date(2027, 2, 1)),
+                     world["users"]["officer"])
+    policies._notify("something_else", doc, None, world["users"]["officer"])
+    db.session.commit()
+    assert [(uid, cat, mode, s) for uid, cat, mode, s in _rows(db)] == sorted([
+        (world["users"]["monitor"].id, "policy_review", "immediate",
+         "[Harbor City PD] General Order 4.12: review, comments due 2027-01-15"),
+        (world["users"]["committee"].id, "policy_review", "immediate",
+         "[Harbor City PD] General Order 4.12: open for comment until 2027-02-01")])
+    body = db.session.scalars(sa.select(OutboxMessage.body_text)).first()
+    assert "/agencies/agency-a/policies/7" in body

@@ -161,7 +161,8 @@ def test_status_form_with_owner_and_row_version_tampering(db, world, staff):
                                                          "row_version": "1", "status": "implemented",
                                                          "note": "sneaky", "due_date": "2001-01-01"})
     assert r.status_code == 303
-    _only(d, requirement={"owner_id", "row_version", "updated_at"}, audit_event=1)
+    _only(d, requirement={"owner_id", "row_version", "updated_at"}, audit_event=1, notification=1,
+          outbox_message=1)  # the new owner is told at once (issue 15)
 
 
 def test_evidence_upload_ignores_server_decided_fields(app, db, world, staff):
@@ -173,7 +174,7 @@ def test_evidence_upload_ignores_server_decided_fields(app, db, world, staff):
                        [("file", "roster.pdf", PDF + b"mass")])
     assert r.status_code == 303, r.get_data(as_text=True)[-500:]
     d = diff(before, snapshot(db))
-    _only(d, evidence=1, audit_event=1)
+    _only(d, evidence=1, audit_event=1, notification=1)  # the monitor's daily digest (issue 15)
     ev = db.session.execute(sa.select(Evidence).where(Evidence.title == "Roster")).scalar_one()
     assert ev.requirement_id == req.id and ev.uploaded_by_id == world["users"]["officer"].id
     assert ev.review_state == "submitted" and not ev.superseded and ev.supersedes_id is None
@@ -207,7 +208,8 @@ def test_monitoring_forms_ignore_extra_fields(db, world, staff):
     r, d = _post(db, monitor, f"/agencies/agency-a/periods/{period.id}/file",
                  {**hostile(world), "filed_on": "2026-01-20", "docket_ref": "Dkt. 9"})
     assert r.status_code == 303
-    _only(d, monitoring_period={"state", "filed_on", "docket_ref", "filed_at", "filed_by_id"}, audit_event=1)
+    _only(d, monitoring_period={"state", "filed_on", "docket_ref", "filed_at", "filed_by_id"}, audit_event=1,
+          notification=2, outbox_message=2)  # both officers are told at once (issue 15)
     period = db.session.get(MonitoringPeriod, period.id)
     assert period.filed_by_id == world["users"]["monitor"].id and period.filed_at.year != 2000
 
@@ -250,7 +252,7 @@ def test_account_forms_ignore_extra_fields(app, db, world, staff):
     me = world["users"]["officer"]
     r, d = _post(db, officer, "/account/tokens", {**hostile(world, "kind"), "kind": "api", "name": "script"})
     assert r.status_code == 200
-    _only(d, api_token=1, audit_event=1)
+    _only(d, api_token=1, audit_event=1, notification=1, outbox_message=1)  # "a new token" mail (issue 15)
     token = db.session.execute(sa.select(ApiToken).order_by(ApiToken.id.desc()).limit(1)).scalar_one()
     assert (token.user_id, token.agency_id, token.revoked_at, token.kind) == (me.id, None, None, "api")
     assert token.token_hash != "0" * 64 and token.prefix != "dt_api_xxxx"
@@ -263,7 +265,8 @@ def test_account_forms_ignore_extra_fields(app, db, world, staff):
     r, d = _post(db, officer, "/account", {**hostile(world), "current_password": "correct horse battery staple",
                                            "new_password": "a brand new long passphrase 42"})
     assert r.status_code == 303
-    _only(d, user_account={"password_hash"}, user_session={"revoked_at"}, audit_event=2)
+    _only(d, user_account={"password_hash"}, user_session={"revoked_at"}, audit_event=2, notification=1,
+          outbox_message=1)
     events = db.session.execute(sa.select(AuditEvent.action).order_by(AuditEvent.id.desc())
                                 .limit(2)).scalars().all()
     assert sorted(events) == ["user.password_change", "user.sessions_revoked"], events
@@ -367,6 +370,33 @@ def _server_only(world):
     }
 
 
+def _failed_message(db):
+    from tracker.models import OutboxMessage
+
+    message = OutboxMessage(to_addr="officer@example.test", category="account", subject="Your account",
+                            body_text="Text.", state="failed", attempts=8)
+    db.session.add(message)
+    db.session.commit()
+    return message.id
+
+
+def _open_round(db, req):
+    """Issue 12: make the requirement an annual duty (once) and return its open occurrence's id."""
+    from datetime import date
+
+    from tracker.models import Occurrence
+    from tracker.services import occurrences
+
+    req = db.session.get(Requirement, req.id)
+    if not req.recurring:
+        req.cadence_months, req.due_date = 12, req.due_date or date(2026, 1, 1)
+        db.session.flush()
+        occurrences.start(req, req.due_date)
+        db.session.commit()
+    return db.session.scalar(sa.select(Occurrence.id).where(Occurrence.requirement_id == req.id,
+                                                           Occurrence.state == "open"))
+
+
 def _legit(world, db):
     """The fields each write route is for (as the admin, who may use every route), by endpoint."""
     a, b, req = world["a"], world["b"], world["req"]
@@ -407,6 +437,11 @@ def _legit(world, db):
         "auth.revoke_token": lambda: {},
         "auth.mfa_setup": lambda: {"code": "000000"},
         "auth.login": None,        # run by a fresh browser below
+        # Issue 15: e-mail settings, follows, the outbox (the unsubscribe link's token is its own credential).
+        "notifications.preferences": lambda: {"comment": "daily"},
+        "notifications.follow": lambda: {"follow": "1"},
+        "notifications.unsubscribe": None,
+        "outbox.retry": lambda: {"message_id": _failed_message(db)},
         "auth.second_factor": lambda: {"code": "000000"},
         "auth.logout": None,       # ends the session: run last
         "board.set_status": lambda: {"status": "in_progress", "note": "swept", "row_version": version()},

@@ -22,7 +22,7 @@ from tracker.models import (
     Requirement,
     utcnow,
 )
-from tracker.services import assessments, audit
+from tracker.services import assessments, audit, notifications
 from tracker.services.errors import ValidationFailed
 
 FILED = "filed"
@@ -104,6 +104,7 @@ def share_period(period, *, actor):
     period.shared_by_id = actor.id
     db.session.flush()
     audit.record("period.share", period, actor=actor, before={"state": "open"}, after={"state": "shared"})
+    notifications.period_shared(period, actor=actor)
 
 
 def file_period(period, filed_on, docket_ref, *, actor):
@@ -132,6 +133,7 @@ def file_period(period, filed_on, docket_ref, *, actor):
     db.session.flush()
     audit.record("period.file", period, actor=actor, before={"state": before},
                  after={"state": FILED, "filed_on": filed_on, "docket_ref": docket_ref})
+    notifications.period_filed(period, actor=actor)
 
 
 def scale_levels(agency):

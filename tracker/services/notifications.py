@@ -40,6 +40,7 @@ CATEGORIES = {
     "committee_response": "The agency's responses to the committee's recommendations",
     "comment": "Comments and status changes on requirements you own or follow",
     "period": "A monitor's draft report shared with the agency, or a report filed",
+    "policy_review": "Policies and curricula sent for your review or for the committee's comment",
     "account": "Your account changed: password, two-step sign-in, new tokens, lockout (always sent)",
 }
 ALWAYS_ON = "account"
@@ -54,14 +55,15 @@ CATEGORY_ROLES = {
     "committee_response": {"committee"},
     "comment": {"officer", "monitor", "committee"},
     "period": {"officer"},
+    "policy_review": {"monitor", "committee"},
 }
 # Defaults per role; a user with several roles gets the most frequent of theirs. Missing: off.
 DEFAULTS = {
     "officer": {"assigned": "immediate", "deadline": "immediate", "evidence_returned": "immediate",
                 "document_request": "immediate", "committee_recommendation": "immediate", "comment": "daily",
                 "period": "immediate"},
-    "monitor": {"evidence_review": "daily", "deadline": "weekly", "comment": "daily"},
-    "committee": {"committee_response": "immediate", "comment": "weekly"},
+    "monitor": {"evidence_review": "daily", "deadline": "weekly", "comment": "daily", "policy_review": "immediate"},
+    "committee": {"committee_response": "immediate", "comment": "weekly", "policy_review": "immediate"},
 }
 EAGERNESS = {"off": 0, "weekly": 1, "daily": 2, "immediate": 3}
 UNSUBSCRIBE_DAYS = 90
@@ -445,6 +447,22 @@ def _period_event(period, actor, subject, line):
     return notify("period", members(agency.id, CATEGORY_ROLES["period"]), agency=agency, actor=actor,
                   subject=subject, lines=[line],
                   link=path_for("monitoring.period", slug=agency.slug, period_id=period.id))
+
+
+def policy_event(event, doc, obj, *, actor):
+    """For issue 16 (services/policies.py): a review round opened (the agency's monitors comment within the
+    period) or a community comment window opened (the committee's members)."""
+    agency = _agency(doc.agency_id)
+    if event == "review_round_opened":
+        roles, subject = {"monitor"}, f"{doc.title}: review, comments due {obj.comment_due:%Y-%m-%d}"
+        line = f"“{doc.title}” is sent for review; comments are due by {_long_date(obj.comment_due)}."
+    elif event == "comment_window_opened":
+        roles, subject = {"committee"}, f"{doc.title}: open for comment until {obj.closes_on:%Y-%m-%d}"
+        line = f"“{doc.title}” is open for the committee's comment until {_long_date(obj.closes_on)}."
+    else:
+        return []
+    return notify("policy_review", members(agency.id, roles), agency=agency, actor=actor, subject=subject,
+                  lines=[line], link=path_for("policies.document", slug=agency.slug, doc_id=doc.id))
 
 
 ACCOUNT_EVENTS = {
