@@ -222,6 +222,16 @@ def _earlier_plan(app, db, w, auth):
     db.session.commit()
 
 
+def _per_level_scale(app, db, w, auth):
+    """Agency A's scale assessed per level: partial and full become the ladder."""
+    from tracker.models import ComplianceLevel, ComplianceScale
+
+    _set(db, ComplianceScale, w["a"].scale_id, assessment="per_level")
+    db.session.execute(sa.update(ComplianceLevel).where(ComplianceLevel.id.in_(
+        [w["levels"]["partial"].id, w["levels"]["full"].id])).values(ladder=True))
+    db.session.commit()
+
+
 def _pending_extension(app, db, w, auth):
     from tracker.models import DocumentRequestExtension
 
@@ -497,9 +507,17 @@ CASES = {
     "monitoring.sustainment_order": {"order": Case(
         "admin", lambda db, w: "/agencies/agency-a/sustainment-orders",
         data=lambda db, w: {"order_date": "2025-11-01", "docket_ref": "Order (Dkt. 600)", "codes": "CIT-001"})},
-    "monitoring.record_finding": {"rate": Case(
-        "monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/findings/{w['req2'].id}",
-        data=lambda db, w: {"level_id": str(w["levels"]["partial"].id), "narrative": "Half way."})},
+    "monitoring.record_finding": {
+        "rate": Case("monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/findings/{w['req2'].id}",
+                     data=lambda db, w: {"level_id": str(w["levels"]["partial"].id), "narrative": "Half way."}),
+        "correct": Case("monitor", lambda db, w: f"/agencies/agency-a/periods/{w['closed'].id}/findings/{w['req'].id}",
+                        data=lambda db, w: {"level_id": str(w["levels"]["full"].id),
+                                            "correction_reason": "Transcription error"}),
+        "per level": Case("monitor", lambda db, w: f"/agencies/agency-a/periods/{w['open'].id}/findings/{w['req2'].id}",
+                          prepare=_per_level_scale, data=lambda db, w: {
+                              f"status-{w['levels']['partial'].id}": "in_compliance",
+                              f"status-{w['levels']['full'].id}": "under_assessment"}),
+    },
     "monitoring.terminate_requirement": {"one": Case("admin", _req_url("terminate"), data=lambda db, w: {
         "terminated_on": "2026-01-15", "reference": "Order of Jan 15, 2026 (Dkt. 512)"})},
     "monitoring.terminate_module": {"cit": Case("admin", lambda db, w: "/agencies/agency-a/terminations",
