@@ -225,8 +225,10 @@ def test_a_daily_digest_assembled_twice_is_sent_once(app, db, world, sink):  # n
     assert mailer.send_pass(morning + timedelta(hours=3))["digests"] == 0
     assert mailer.assemble_digests(morning + timedelta(hours=4)) == 0
     digests = [(rcpts, msg) for rcpts, msg in sink.parsed() if msg["Subject"].startswith("Daily digest")]
+    assert len(digests) == 0
+    digests = [(rcpts, msg) for rcpts, msg in sink.parsed() if "Daily digest" in msg["Subject"]]
     assert len(digests) == 1 and digests[0][0] == ["monitor@example.test"]
-    assert digests[0][1]["Subject"] == "Daily digest: 2 updates"
+    assert digests[0][1]["Subject"] == "[Harbor City PD] Daily digest: 2 updates"
     text = digests[0][1].get_body(("plain",)).get_content()
     assert text.count("CIT-001: new evidence to review") == 2 and "== Harbor City PD ==" in text
 
@@ -251,6 +253,7 @@ def test_unsubscribe_works_without_sign_in_and_only_for_that_category(app, db, w
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = message["List-Unsubscribe"].strip("<>")
     assert url.startswith("https://tracker.example/unsubscribe/")
+    assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in sink.messages[0][2]  # one line, not encoded words
     path = urlsplit(url).path
 
     stranger = app.test_client()  # no session, no cookie, no CSRF token: what a mail program sends

@@ -35,6 +35,11 @@ MAX_BATCHES = 500  # per pass; a pass ends when nothing due is left
 Job = namedtuple("Job", "id attempts to_addr mail")
 
 
+# Header lines may be 998 characters (RFC 5322): a List-Unsubscribe address must stay one <URL>, never
+# folded into encoded words that mail programs would not read as an address.
+POLICY = SMTP.clone(max_line_length=998)
+
+
 class MailConfigError(RuntimeError):
     """The settings cannot deliver mail (production without SMTP_HOST)."""
 
@@ -42,7 +47,7 @@ class MailConfigError(RuntimeError):
 def build(message, config):
     """The MIME message of an outbox row. Header values are single lines (CR/LF never pass: they are
     removed when the row is written, and the `email` policy refuses them too)."""
-    mail = EmailMessage(policy=SMTP)
+    mail = EmailMessage(policy=POLICY)
     from_name, from_addr = parseaddr(config["MAIL_FROM"])
     mail["From"] = Address(display_name=notes.one_line(from_name, 100), addr_spec=from_addr)
     mail["To"] = Address(addr_spec=message.to_addr)

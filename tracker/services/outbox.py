@@ -172,9 +172,11 @@ def assemble_digest(user_id, mode, period_key):
     if not keep:
         db.session.flush()
         return None
-    text, html, unsubscribe = _render_digest(user, mode, keep)
+    text, html, unsubscribe, agency_names = _render_digest(user, mode, keep)
     label = "Daily" if mode == "daily" else "Weekly"
     subject = f"{label} digest: {len(keep)} update{'s' if len(keep) != 1 else ''}"
+    if len(agency_names) == 1:
+        subject = f"[{agency_names[0]}] {subject}"
     message = notes.outbox_message(user, "digest", subject, text, html, unsubscribe,
                                    dedupe_key=f"digest:{mode}:{period_key}:{user_id}")
     db.session.flush()
@@ -199,7 +201,8 @@ def _render_digest(user, mode, items):
                "unsubscribe": unsubscribe, "labels": notes.CATEGORIES,
                "category_links": {c: notes.unsubscribe_url(user.id, [c]) for c in categories},
                "preferences": notes.absolute(notes.path_for("auth.account")) + "#notifications"}
-    return notes.render_mail("mail/digest.txt", context), notes.render_mail("mail/digest.html", context), unsubscribe
+    return (notes.render_mail("mail/digest.txt", context), notes.render_mail("mail/digest.html", context), unsubscribe,
+            sorted(agencies.values()))
 
 
 # --- the admin's view --------------------------------------------------------------------------------
