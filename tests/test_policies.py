@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import time_machine
 from icalendar import Calendar
 
-from tests.policy_builders import PDF, create_document, doc_url, docx_bytes, sign_in, upload
+from tests.policy_builders import PDF, create_document, doc_url, docx_bytes, sign_in, staged, upload
 from tracker.models import (
     AuditEvent,
     CommentWindow,
@@ -277,7 +277,10 @@ def test_moderation_summary_supersede_and_downloads(app, db, pol):
     assert "Please add a section on youth." not in committee.client.get(doc_url(doc_id)).get_data(as_text=True)
     assert officer.post(doc_url(doc_id, "/moderation"), {"comment_id": str(comment.id), "decision": "published"}
                         ).status_code == 303
-    assert "Please add a section on youth." in committee.client.get(doc_url(doc_id)).get_data(as_text=True)
+    published = committee.client.get(doc_url(doc_id)).get_data(as_text=True)
+    assert "Please add a section on youth." in published
+    assert "Pat Public" not in published and "Member of the public" in published  # the name is the department's
+    assert "Pat Public (public)" in officer.client.get(doc_url(doc_id)).get_data(as_text=True)
     window_id = db.session.execute(sa.select(CommentWindow.id)).scalar_one()
     assert officer.post(doc_url(doc_id, "/windows/summary"), {"window_id": str(window_id),
                                                               "summary": "One comment; a youth section was added."}
@@ -295,3 +298,29 @@ def test_moderation_summary_supersede_and_downloads(app, db, pol):
     assert officer.post(doc_url(doc_id, "/supersede"), {"superseded_by": str(newer)}).status_code == 303
     assert (_doc(db, doc_id).state, _doc(db, doc_id).superseded_by_id) == ("superseded", newer)
     assert officer.post(doc_url(doc_id, "/supersede"), {"superseded_by": str(newer)}).status_code == 422
+
+
+def test_the_document_page_costs_the_same_queries_with_more_versions_and_comments(app, db, pol, count_queries,
+                                                                                   no_page_cache):
+    users = pol["users"]
+    doc = policies.create_document(pol["a"], {"title": "GO 9", "kind": "policy"}, actor=users["officer"])
+
+    def cycle(n):
+        policies.add_version(doc, staged(PDF + f"%{n}".encode(), f"v{n}.pdf"), f"Version {n}", {},
+                             actor=users["officer"])
+        policies.open_review_round(doc, pol["a"], None, "", actor=users["officer"])
+        for i in range(2):
+            policies.add_comment(doc, "round", f"§ {i}", f"Comment {n}.{i}", actor=users["monitor"], role="monitor")
+        policies.close_review_round(doc, "comments_to_address", actor=users["monitor"])
+        db.session.commit()
+
+    cycle(1)
+    officer = sign_in(app, "officer@example.test")
+    with count_queries() as small:
+        assert officer.client.get(doc_url(doc.id)).status_code == 200
+    for n in range(2, 7):
+        cycle(n)
+    with count_queries() as large:
+        page = _text(officer.client.get(doc_url(doc.id)))
+    assert "Version 6" in page and "Comment 6.1" in page and "Comment 1.0" in page
+    assert large.count == small.count, (small.count, large.count)
