@@ -93,6 +93,12 @@ def _create(requirement, kind, values, *, actor, supersedes=None, blob=None, med
         evidence.media_type, evidence.filename = media_type, filename
     if supersedes is not None:
         supersedes.superseded = True
+    if requirement.recurring:  # a recurring duty's evidence shows the round it belongs to (issue 12)
+        from tracker.services.occurrences import open_occurrence
+
+        current = open_occurrence(requirement)
+        evidence.occurrence_id = supersedes.occurrence_id if supersedes is not None and supersedes.occurrence_id \
+            else current.id if current is not None else None
     db.session.add(evidence)
     db.session.flush()
     audit.record("evidence.version" if supersedes else "evidence.create", evidence,

@@ -85,6 +85,15 @@ def move_first(requirement, first_due, occurrence=False):
     return occurrence
 
 
+def reschedule(requirement, new_due):
+    """The due date moved by hand (an extension): the open occurrence is due then; it keeps its name."""
+    occurrence = open_occurrence(requirement)
+    if occurrence is None:
+        return start(requirement, new_due)
+    occurrence.due_date = new_due
+    return occurrence
+
+
 def stop(requirement, occurrence=False):
     """No longer recurring: the open occurrence goes (its evidence stays on the requirement); history stays."""
     if occurrence is False:

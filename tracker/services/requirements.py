@@ -126,6 +126,12 @@ def set_due_date(requirement, new_date, reason, row_version, *, actor):
                    and new_date != requirement.due_date, max_len=1000)
     if new_date == requirement.due_date:
         return None
+    if requirement.recurring:  # a recurring duty: the open occurrence moves with it (issue 12)
+        from tracker.services import occurrences
+
+        if new_date is None:
+            raise ValidationFailed({"due_date": "A recurring duty always has a next due date; enter one."})
+        occurrences.reschedule(requirement, new_date)
     old = requirement.due_date
     requirement.due_date = new_date
     requirement.due_date_derived = False

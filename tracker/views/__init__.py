@@ -39,4 +39,7 @@ def register_blueprints(app):
 
     app.register_blueprint(notifications.bp)
     app.register_blueprint(notifications.admin_bp)
+    from tracker.views import decree  # issue 12: decree structure, occurrences, crosswalk
+
+    app.register_blueprint(decree.bp)
     errors.register(app)

@@ -45,4 +45,17 @@ def recommendation(code):
     ).scalar_one_or_none()
     if rec is None:
         abort(404)
-    return render_template("catalog/recommendation.html", rec=rec)
+    return render_template("catalog/recommendation.html", rec=rec, implementing=_implementing(rec))
+
+
+def _implementing(rec):
+    """Signed-in users see which paragraphs of their own agencies implement it (issue 12's crosswalk)."""
+    from flask_login import current_user
+
+    from tracker.access import membership_agency_ids, user_agencies
+    from tracker.services import decree
+
+    if not current_user.is_authenticated:
+        return []
+    ids = [a.id for a in user_agencies()] if current_user.is_admin else membership_agency_ids()
+    return decree.implementing(rec, ids)
