@@ -170,3 +170,81 @@ def test_only_officers_edit_the_crosswalk(client, auth, db, world):
         assert auth.post(f"/agencies/agency-a/requirements/{req.id}/links", {"code": "CIT-004"}).status_code == status
         auth.logout()
     assert _count(db, RequirementLink) == 0
+
+
+# --- Exports, calendar and API carry the structure ----------------------------------------------
+
+def _link_and_recur(db, world):
+    from tracker.services import decree, occurrences
+
+    reqs = world["reqs"]
+    decree.link(reqs["¶ 131(a)"], "CIT-004", actor=world["users"]["officer"])
+    annual = reqs["¶ 131(b)"]
+    annual.cadence_months, annual.cadence_text, annual.due_date = 12, "annually", date(2026, 1, 1)
+    annual.summary = "Dispatch reports yearly.\n\n(a) calls;\n(b) outcomes."
+    db.session.flush()
+    occurrences.start(annual, annual.due_date)
+    db.session.commit()
+    return reqs
+
+
+def test_exports_show_instrument_section_entity_wording_cadence_links_and_text(client, auth, db, world):
+    import csv
+    import io
+
+    from tracker.services import exports
+
+    _link_and_recur(db, world)
+    auth.login("officer@example.test")
+    body = client.get("/agencies/agency-a/export.csv").get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(body[1:])))
+    header = rows[0]
+    assert header == list(exports.MATRIX_COLUMNS)
+    by_code = {r[0]: dict(zip(header, r, strict=True)) for r in rows[1:]}
+    assert [r[0] for r in rows[1:]] == ["¶ 131(a)", "¶ 131(b)", "M-1"]          # decree order
+    a, b, m = by_code["¶ 131(a)"], by_code["¶ 131(b)"], by_code["M-1"]
+    assert (a["Instrument"], a["Section"], a["Responsible entity"], a["Deadline as written"]) == (
+        "Consent Decree", "III.C Crisis Intervention", "Police Department", "within 90 days")
+    assert a["Implements (catalog)"] == "CIT-004" and a["Recurs"] == ""
+    assert (b["Recurs"], b["Due date"]) == ("annually", "2026-01-01")
+    assert b["Text"] == "Dispatch reports yearly.\n\n(a) calls;\n(b) outcomes."     # line breaks kept
+    assert (m["Instrument"], m["Section"]) == ("MOA 2023", "IV Data")
+
+
+def test_the_calendar_shows_a_recurring_duty_at_its_open_occurrence(db, world):
+    from icalendar import Calendar
+
+    from tracker.services import exports, occurrences
+
+    reqs = _link_and_recur(db, world)
+    events = {str(e["summary"]): e for e in Calendar.from_ical(exports.calendar(world["a"], "https://x/")).walk("VEVENT")}
+    event = events["¶ 131(b) due: Dispatch (2026 annual)"]
+    assert event.decoded("dtstart") == date(2026, 1, 1) and "Recurs: annually" in str(event["description"])
+    occurrence = occurrences.open_occurrence(reqs["¶ 131(b)"])
+    occurrences.complete(reqs["¶ 131(b)"], occurrence.id, date(2025, 12, 20), "", actor=world["users"]["officer"])
+    db.session.commit()
+    events = {str(e["summary"]): e for e in Calendar.from_ical(exports.calendar(world["a"], "https://x/")).walk("VEVENT")}
+    assert events["¶ 131(b) due: Dispatch (2027 annual)"].decoded("dtstart") == date(2027, 1, 1)
+
+
+def test_the_api_shows_the_structure_in_a_constant_number_of_queries(client, auth, db, world, count_queries):
+    _link_and_recur(db, world)
+    auth.login("officer@example.test")
+    with count_queries() as few:
+        items = client.get("/api/v1/agencies/agency-a/requirements").json["items"]
+    by_code = {i["code"]: i for i in items}
+    assert [i["code"] for i in items] == ["¶ 131(a)", "¶ 131(b)", "M-1"]
+    a, b = by_code["¶ 131(a)"], by_code["¶ 131(b)"]
+    assert (a["instrument"], a["section"], a["entity"], a["deadline_text"], a["implements"]) == (
+        "Consent Decree", "III.C Crisis Intervention", "Police Department", "within 90 days", ["CIT-004"])
+    assert a["recurring"] is None
+    assert b["recurring"] == {"cadence_months": 12, "cadence": "annually", "cadence_text": "annually",
+                              "next_due_date": "2026-01-01"}
+    assert b["text"].startswith("Dispatch reports yearly.\n\n")
+    imports.import_paragraphs(world["a"], "more.csv", b"paragraph,title,module,instrument,section,entity\n"
+                              + "".join(f"{i},T{i},cit,MOA 2023,S{i},E{i}\n" for i in range(200, 230)).encode(),
+                              actor=world["users"]["officer"])
+    db.session.commit()
+    with count_queries() as many:
+        assert len(client.get("/api/v1/agencies/agency-a/requirements").json["items"]) == 33
+    assert many.count == few.count

@@ -121,8 +121,10 @@ def world(db, app):
             "other_period": p_other}
 
 
-# Hand-computed matrix, in code order (counts: current versions only).
-EXPECTED_MATRIX = [
+# Hand-computed matrix, in code order (counts: current versions only); every requirement comes from the primary
+# instrument, with no section, entity, deadline wording, cadence, catalog link or text (issue 12's columns).
+ISSUE_12_COLUMNS = ["Consent Decree", "", "", "", "", "", ""]
+EXPECTED_MATRIX = [row + ISSUE_12_COLUMNS for row in [
     ["A-001", "'" + FORMULA_TITLES["A-001"], "¶ 12(a)", "CIT", "In progress", "'@Owner One", "2026-03-31",
      "Full (Report 2)", "2", "1", "1", "0", ""],
     ["A-002", "'+SUM(1,2)", "'-3+4 cmd", "CIT", "Implemented", "owner2@example.test", "2025-09-30",
@@ -133,7 +135,7 @@ EXPECTED_MATRIX = [
     ["A-005", "'-minus first", "", "CIT", "Not started", "", "2025-12-01", "", "0", "0", "0", "0", "2025-11-01"],
     ["A-006", "Plain title", "", "Training", "In progress", "", "2026-06-30", "Full (Report 1)", "1", "0", "1", "0",
      ""],
-]
+]]
 
 
 # --- requirement matrix --------------------------------------------------------------------------

@@ -48,7 +48,8 @@ AGENCY = {
 REQUIREMENT = {
     "type": "object",
     "required": ["id", "code", "title", "module", "status", "owner", "due_date", "terminated_on", "citation",
-                 "citations", "row_version"],
+                 "citations", "row_version", "text", "instrument", "section", "entity", "deadline_text",
+                 "recurring", "implements"],
     "properties": {
         "id": {"type": "integer"}, "code": {"type": "string"}, "title": {"type": "string"},
         "module": {"type": "string"},
@@ -60,6 +61,18 @@ REQUIREMENT = {
         "due_date": NULLABLE_DATE, "terminated_on": NULLABLE_DATE, "citation": {"type": "string"},
         "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"}},
         "row_version": {"type": "integer"},
+        # Issue 12: the decree's own text and structure; due_date is a recurring duty's next due date.
+        "text": {"type": "string", "description": "The paragraph's text, line breaks kept."},
+        "instrument": {"type": "string", "description": "Short name of the decree, agreement or order."},
+        "section": {"type": ["string", "null"]}, "entity": {"type": ["string", "null"]},
+        "deadline_text": {"type": "string", "description": "The deadline as the decree words it."},
+        "recurring": {"oneOf": [{"type": "null"}, {
+            "type": "object", "required": ["cadence_months", "cadence", "cadence_text", "next_due_date"],
+            "properties": {"cadence_months": {"type": "integer"}, "cadence": {"type": "string"},
+                           "cadence_text": {"type": "string"}, "next_due_date": NULLABLE_DATE},
+            "additionalProperties": False}]},
+        "implements": {"type": "array", "items": {"type": "string"},
+                       "description": "Ids of the catalog recommendations this paragraph implements."},
     },
     "additionalProperties": False,
 }

@@ -15,19 +15,29 @@ from tracker.extensions import db
 from tracker.models import (
     STATUSES,
     ComplianceLevel,
+    DecreeSection,
     Evidence,
     Finding,
+    Instrument,
     Module,
     MonitoringPeriod,
+    Occurrence,
+    Recommendation,
     Requirement,
+    RequirementLink,
+    ResponsibleEntity,
     User,
     utcnow,
 )
 from tracker.services import monitoring
+from tracker.services.deadlines import cadence_label
 from tracker.storage import get_store
 
 MATRIX_COLUMNS = ("Requirement", "Title", "Citation", "Module", "Status", "Owner", "Due date", "Latest finding",
-                  "Evidence (current)", "Evidence accepted", "Evidence submitted", "Evidence returned", "Terminated")
+                  "Evidence (current)", "Evidence accepted", "Evidence submitted", "Evidence returned", "Terminated",
+                  # Issue 12: the decree's own structure and wording; "Due date" is a recurring duty's next one.
+                  "Instrument", "Section", "Responsible entity", "Deadline as written", "Recurs",
+                  "Implements (catalog)", "Text")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -44,18 +54,32 @@ def matrix_rows(agency, batch_size=500):
     and the evidence counts are correlated subqueries, each an index lookup per row."""
     query = (sa.select(Requirement.code, Requirement.title, Requirement.citation_text, Module.name,
                        Requirement.status, sa.func.coalesce(sa.func.nullif(User.name, ""), User.email),
-                       Requirement.due_date, _latest_finding(), *_evidence_counts(), Requirement.terminated_at)
+                       Requirement.due_date, _latest_finding(), *_evidence_counts(), Requirement.terminated_at,
+                       Instrument.short_name, DecreeSection.label, ResponsibleEntity.name, Requirement.deadline_text,
+                       Requirement.cadence_months, _catalog_links(), Requirement.summary)
              .join(Module, Module.id == Requirement.module_id)
+             .join(Instrument, Instrument.id == Requirement.instrument_id)
+             .outerjoin(DecreeSection, DecreeSection.id == Requirement.section_id)
+             .outerjoin(ResponsibleEntity, ResponsibleEntity.id == Requirement.entity_id)
              .outerjoin(User, User.id == Requirement.owner_id)
              .where(Requirement.agency_id == agency.id)
              .order_by(Requirement.sort_key, Requirement.code)
              # Rows arrive in batches (a server-side cursor on PostgreSQL).
              .execution_options(yield_per=batch_size))
     for (code, title, citation, module, status, owner, due, finding, total, accepted, submitted, returned,
-         terminated) in db.session.execute(query):
+         terminated, instrument, section, entity, deadline, cadence, links, text) in db.session.execute(query):
         yield [code, title, citation, module, STATUSES.get(status, status), owner or "",
                due.isoformat() if due else "", finding or "", total, accepted, submitted, returned,
-               terminated.isoformat() if terminated else ""]
+               terminated.isoformat() if terminated else "", instrument, section or "", entity or "", deadline,
+               cadence_label(cadence), "; ".join(sorted(links.split("; "))) if links else "", text]
+
+
+def _catalog_links():
+    """"CIT-001; CIT-004": the catalog recommendations the paragraph implements (sorted by the caller)."""
+    return (sa.select(sa.func.aggregate_strings(Recommendation.code, "; "))
+            .select_from(RequirementLink).join(Recommendation, Recommendation.id == RequirementLink.recommendation_id)
+            .where(RequirementLink.requirement_id == Requirement.id)
+            .correlate(Requirement).scalar_subquery())
 
 
 def _latest_finding():
@@ -131,7 +155,8 @@ def calendar(agency, base_url):
     stamp = utcnow()
     rows = db.session.execute(
         sa.select(Requirement.id, Requirement.code, Requirement.title, Requirement.due_date, Requirement.status,
-                  Requirement.citation_text)
+                  Requirement.citation_text, Requirement.cadence_months, Occurrence.label)
+        .outerjoin(Occurrence, sa.and_(Occurrence.requirement_id == Requirement.id, Occurrence.state == "open"))
         .where(Requirement.agency_id == agency.id, Requirement.due_date.is_not(None),
                Requirement.terminated_at.is_(None))
         .order_by(Requirement.due_date)
@@ -142,8 +167,10 @@ def calendar(agency, base_url):
         event.add("dtstamp", stamp)
         event.add("dtstart", r.due_date)
         event.add("dtend", r.due_date + timedelta(days=1))
-        event.add("summary", f"{r.code} due: {r.title}")
-        event.add("description", f"Status: {STATUSES.get(r.status, r.status)}\nCitation: {r.citation_text}")
+        # A recurring duty shows its open occurrence (the next due date); completing it moves the event.
+        event.add("summary", f"{r.code} due: {r.title}" + (f" ({r.label})" if r.label else ""))
+        recurs = f"\nRecurs: {cadence_label(r.cadence_months)}" if r.cadence_months else ""
+        event.add("description", f"Status: {STATUSES.get(r.status, r.status)}{recurs}\nCitation: {r.citation_text}")
         event.add("url", f"{base_url}agencies/{agency.slug}/requirements/{r.id}")
         cal.add_component(event)
     from tracker.services.meetings import calendar_events  # issue 14: the committee's meetings

@@ -11,7 +11,8 @@ from tracker.api_spec import openapi_document
 from tracker.extensions import csrf, db
 from tracker.models import Citation, Finding, Module, MonitoringPeriod, Recommendation, Requirement, User
 from tracker.security import record_activity
-from tracker.services import monitoring, tokens
+from tracker.services import decree, monitoring, tokens
+from tracker.services.deadlines import cadence_label
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # GET only; no state change is reachable here
@@ -125,6 +126,7 @@ def requirements(slug):
             for c in db.session.execute(sa.select(Citation).where(Citation.recommendation_id.in_(rec_ids))
                                         .order_by(Citation.position)).scalars():
                 citations.setdefault(c.recommendation_id, []).append(_citation(c))
+        links = decree.links([r.id for r in rows])
         owner_ids = {r.owner_id for r in rows if r.owner_id}
         owners = {u.id: u for u in db.session.execute(sa.select(User).where(User.id.in_(owner_ids))).scalars()} \
             if owner_ids else {}
@@ -137,10 +139,27 @@ def requirements(slug):
             "citation": r.citation_text,
             "citations": citations.get(r.recommendation_id, []),
             "row_version": r.row_version,
+            **_decree_fields(r, links),
         } for r in rows]
 
-    query = sa.select(Requirement).where(Requirement.agency_id == agency.id).order_by(Requirement.code)
+    query = (sa.select(Requirement).where(Requirement.agency_id == agency.id)
+             .options(*(sa.orm.selectinload(rel) for rel in (Requirement.instrument, Requirement.section,
+                                                             Requirement.entity)))
+             .order_by(Requirement.sort_key, Requirement.id))
     return _paginate(query, serialise, "api.requirements", slug=slug)
+
+
+def _decree_fields(r, links):
+    """Issue 12: text, instrument, section, entity, the deadline as written, the cadence, the catalog links."""
+    return {
+        "text": r.summary, "instrument": r.instrument.short_name,
+        "section": r.section.label if r.section else None, "entity": r.entity.name if r.entity else None,
+        "deadline_text": r.deadline_text,
+        "recurring": {"cadence_months": r.cadence_months, "cadence": cadence_label(r.cadence_months),
+                      "cadence_text": r.cadence_text,
+                      "next_due_date": r.due_date.isoformat() if r.due_date else None} if r.recurring else None,
+        "implements": [rec.code for rec in links.get(r.id, [])],
+    }
 
 
 @bp.get("/agencies/<slug>/findings")
