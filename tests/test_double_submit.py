@@ -86,7 +86,7 @@ def test_an_upload_sent_twice_makes_one_evidence_item(app, db, setup):
     again = _upload(officer, setup["evidence_url"], submission_id)
     assert first.status_code == again.status_code == 303
     assert again.headers["Location"] == first.headers["Location"]
-    assert again.headers["Location"].endswith("#evidence")
+    assert again.headers["Location"].endswith("#evidence-added")
     assert _count(db, Evidence) == 1
 
 

@@ -173,7 +173,7 @@ def test_valid_files_are_stored_by_sha256_and_recorded_as_submitted(app, client,
         r = _upload(auth, ev["add"], filename, content, title=f"Evidence {filename}", description="From HR",
                     period_start="2026-01-01", period_end="2026-03-31", visibility="shareable")
         assert r.status_code == 303, (filename, r.get_data(as_text=True)[-2000:])
-        assert r.headers["Location"].endswith(ev["page"] + "#evidence")
+        assert r.headers["Location"].endswith(ev["page"] + "#evidence-added")
         sha = _sha(content)
         evidence = db.session.execute(sa.select(Evidence).where(Evidence.title == f"Evidence {filename}")
                                       ).scalar_one()

@@ -43,10 +43,13 @@
   }
 
   // The loading indicator says "Loading…" only while a request runs, in a live region that stays on the page.
-  function loading(elt, on) {
+  // The indicators are remembered on the request: when it ends, the element that started it may be gone.
+  function indicators(elt) {
     var holder = elt && elt.closest ? elt.closest("[hx-indicator]") : null;
-    if (!holder) return;
-    Array.prototype.forEach.call(document.querySelectorAll(holder.getAttribute("hx-indicator")), function (ind) {
+    return holder ? Array.prototype.slice.call(document.querySelectorAll(holder.getAttribute("hx-indicator"))) : [];
+  }
+  function loading(list, on) {
+    list.forEach(function (ind) {
       ind.textContent = on ? (ind.getAttribute("data-loading-text") || "Loading…") : "";
     });
   }
@@ -63,9 +66,14 @@
       targetId: region ? region.id : null,
       detailsIndex: details && region ? Array.prototype.indexOf.call(region.querySelectorAll("details"), details) : -1
     };
-    loading(elt, true);
+    if (e.detail.xhr) {
+      e.detail.xhr.trackerIndicators = indicators(elt);
+      loading(e.detail.xhr.trackerIndicators, true);
+    }
   });
-  document.addEventListener("htmx:afterRequest", function (e) { loading(e.detail.elt, false); });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    if (e.detail.xhr && e.detail.xhr.trackerIndicators) loading(e.detail.xhr.trackerIndicators, false);
+  });
 
   document.addEventListener("htmx:afterSettle", function (e) {
     wrapTables(e.detail.elt && e.detail.elt.parentElement ? e.detail.elt.parentElement : document);

@@ -24,14 +24,17 @@ def agency(slug):
         modules = db.session.execute(Module.in_order()).scalars().all()
         module_key = requested if requested in {m.key for m in modules} else ""
         template = "dashboard/_body.html" if body_only else "dashboard/_content.html"
-        return render_template(template, **_dashboard_context(agency, modules, module_key)), module_key
+        names = {m.key: m.name for m in modules}
+        return (render_template(template, **_dashboard_context(agency, modules, module_key)), module_key,
+                names.get(module_key, ""))
 
-    html, module_key = cache.value("dashboard", (agency.id, body_only, requested), render,
-                                    agencies=agency.id)
+    html, module_key, module_name = cache.value("dashboard", (agency.id, body_only, requested), render,
+                                                 agencies=agency.id)
     if requested and not module_key:
         flash(f"Unknown module “{requested}” ignored; showing all modules.", "warning")
     if body_only:
-        return html
+        # The module's figures, and a sentence for the permanent status region outside the swapped body.
+        return html + render_template("dashboard/_status.html", module_name=module_name)
     return render_template("dashboard/agency.html", agency=agency, content=Markup(html))  # noqa: S704 - from Jinja
 
 

@@ -46,7 +46,8 @@ def _save(agency, req, form, supersedes=None):
 def _handle(agency, req, supersedes=None):
     form = EvidenceForm()
     form.validate_on_submit()
-    target = url_for("board.requirement", slug=agency.slug, req_id=req.id) + "#evidence"
+    # The confirmation is shown beside the evidence list and takes focus there, not 2,000 px up the page.
+    target = url_for("board.requirement", slug=agency.slug, req_id=req.id) + "#evidence-added"
     try:
         evidence = _save(agency, req, form, supersedes)
         submissions.remember(current_user, target)
@@ -63,7 +64,7 @@ def _handle(agency, req, supersedes=None):
         flash("Evidence not added: " + " ".join(exc.errors.values()), "error")
         return _requirement_page(agency, req, status=422, forms={"evidence": form})
     what = "New version" if supersedes else "Evidence"
-    flash(f"{what} “{evidence.title}” added and submitted for review.", "success")
+    flash(f"{what} “{evidence.title}” added and submitted for review.", "evidence")
     return redirect(target, code=303)
 
 
