@@ -42,23 +42,20 @@ def test_officer_edits_inline_extends_deadline_and_uploads_pdf(page, live_server
     expect(page.get_by_role("heading", name=re.compile("Crisis Intervention Teams"))).to_have_count(0)
 
     row = page.locator(f"#req-{harbor['adv001']}")
-    # The row turns into its edit form in place.
-    row.get_by_role("button", name=re.compile("Edit")).or_(row.get_by_role("link", name=re.compile("Edit"))).click()
+    # The row turns into its edit form in place: status, note, owner and due date with one Save.
+    row.get_by_role("link", name=re.compile("Edit")).click()
     row = page.locator(f"#req-{harbor['adv001']}")
+    expect(row.get_by_label(re.compile("New status"))).to_be_focused()
     # Not applicable without a justification is refused next to the field.
     row.get_by_label(re.compile("New status")).select_option("not_applicable")
-    row.get_by_role("button", name=re.compile("Save status")).click()
+    row.get_by_role("button", name=re.compile("^Save")).click()
     expect(page.locator("#flash")).to_contain_text("justification is required")
     row = page.locator(f"#req-{harbor['adv001']}")
     row.get_by_label(re.compile("New status")).select_option("in_progress")
-    row.get_by_role("button", name=re.compile("Save status")).click()
-    expect(page.locator("#flash")).to_contain_text("status is now In progress")
-    row = page.locator(f"#req-{harbor['adv001']}")
-    row.get_by_role("link", name=re.compile("Edit")).click()
-    row = page.locator(f"#req-{harbor['adv001']}")
-    row.get_by_label(re.compile("Owner")).select_option(label="Olivia One")
-    row.get_by_role("button", name=re.compile("Save owner")).click()
-    expect(page.locator("#flash")).to_contain_text("owner is now Olivia One")
+    row.get_by_label(re.compile("^Owner")).select_option(label="Olivia One")
+    row.get_by_role("button", name=re.compile("^Save")).click()
+    expect(page.locator("#flash")).to_contain_text("saved (status, owner)")
+    expect(row).to_contain_text("Olivia One")
     check_a11y(page)
 
     # Extend the deadline on the requirement page: a reason is required.
@@ -84,7 +81,8 @@ def test_officer_edits_inline_extends_deadline_and_uploads_pdf(page, live_server
     form.get_by_label("Period start").fill("2025-01-01")
     form.get_by_label("Period end").fill("2025-06-30")
     form.get_by_role("button", name="Add evidence").click()
-    expect(page.locator("#flash")).to_contain_text("added and submitted for review")
+    expect(page.locator("#evidence-added")).to_contain_text("added and submitted for review")
+    expect(page.locator("#evidence-added")).to_be_focused()
     expect(page.get_by_role("link", name=re.compile("Download mhrac-charter.pdf"))).to_be_visible()
     expect(page.locator(".tracker-mono").first).to_have_text(re.compile("^[0-9a-f]{64}$"))
     check_a11y(page)

@@ -1,4 +1,5 @@
 """Reads for the requirement board and the requirement page (constant query counts)."""
+import functools
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
@@ -140,6 +141,64 @@ ROW_COLUMNS = (Requirement.id, Requirement.code, Requirement.title, Requirement.
                Requirement.cadence_months, Requirement.row_version)
 
 
+def _evidence_count(state=None):
+    """Current (not superseded) evidence of the row's requirement, of one review state or all."""
+    query = sa.select(sa.func.count()).where(Evidence.requirement_id == Requirement.id,
+                                             Evidence.superseded.is_(False))
+    if state:
+        query = query.where(Evidence.review_state == state)
+    return query.correlate(Requirement).scalar_subquery()
+
+
+def _latest_level():
+    """The level of the row's latest counted finding (current, in the agency's most recent filed period)."""
+    from tracker.services import monitoring
+
+    return (sa.select(Finding.level_id).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
+            .where(Finding.requirement_id == Requirement.id, MonitoringPeriod.agency_id == Requirement.agency_id,
+                   monitoring.counted())
+            .order_by(MonitoringPeriod.end_date.desc(), Finding.id.desc()).limit(1)
+            .correlate(Requirement).scalar_subquery())
+
+
+@functools.cache
+def _page_columns():
+    """The row's columns plus, in the same query, its evidence counts and latest finding's level (built once:
+    constructing these expressions costs more than running them)."""
+    return (*ROW_COLUMNS, _evidence_count().label("ev_total"), _evidence_count("submitted").label("ev_submitted"),
+            _evidence_count("accepted").label("ev_accepted"), _evidence_count("returned").label("ev_returned"),
+            _latest_level().label("level_id"))
+
+
+def row_extras(agency, rows):
+    """(evidence, flags) for rows loaded with _page_columns(): the evidence counts by requirement, and the
+    disagreement sentences (one query for the levels involved)."""
+    from tracker.services import monitoring
+
+    evidence = {r.id: {"total": r.ev_total, "submitted": r.ev_submitted, "accepted": r.ev_accepted,
+                       "returned": r.ev_returned} for r in rows if r.ev_total}
+    level_ids = {r.level_id for r in rows if r.level_id is not None}
+    if not level_ids:
+        return evidence, {}
+    scale = db.session.execute(
+        sa.select(ComplianceLevel.id, ComplianceLevel.kind, ComplianceLevel.rank, ComplianceLevel.label,
+                  ComplianceLevel.scale_id)
+        .where(sa.or_(ComplianceLevel.id.in_(level_ids), ComplianceLevel.scale_id == agency.scale_id))
+    ).all()
+    levels = {lvl.id: lvl for lvl in scale}
+    top = monitoring.top_rank([lvl for lvl in scale if lvl.scale_id == agency.scale_id])
+    flags = {}
+    for r in rows:
+        level = levels.get(r.level_id)
+        if level is None:
+            continue
+        subject = SimpleNamespace(status=r.status, status_label=STATUSES.get(r.status, r.status))
+        flag = monitoring.disagreement(subject, SimpleNamespace(level=level), top)
+        if flag:
+            flags[r.id] = flag
+    return evidence, flags
+
+
 @dataclass
 class BoardPage:
     rows: list          # this page's rows, in module order then the chosen sort
@@ -159,13 +218,18 @@ class ModuleSummary:
 
 
 def _order(filters):
+    return _ordering(filters.sort, filters.desc)
+
+
+@functools.cache
+def _ordering(sort, desc):
     status_rank = sa.case({key: i for i, key in enumerate(STATUSES)}, value=Requirement.status, else_=99)
     columns = {"status": [status_rank], "owner": [Requirement.owner_id.is_(None), User.name, User.email],
                "due": [Requirement.due_date.is_(None), Requirement.due_date], "changed": [Requirement.updated_at],
-               "id": [Requirement.sort_key]}[filters.sort]
-    if filters.desc:
+               "id": [Requirement.sort_key]}[sort]
+    if desc:
         # Rows without an owner or a due date stay last either way.
-        columns = [c if i == 0 and filters.sort in ("owner", "due") else c.desc() for i, c in enumerate(columns)]
+        columns = [c if i == 0 and sort in ("owner", "due") else c.desc() for i, c in enumerate(columns)]
     return [Module.position, Module.id, *columns, Requirement.sort_key, Requirement.id]
 
 
@@ -199,7 +263,7 @@ def board_page(agency, filters, modules):
     rows = []
     if total:
         rows = db.session.execute(
-            sa.select(*ROW_COLUMNS).join(Module, Module.id == Requirement.module_id)
+            sa.select(*_page_columns()).join(Module, Module.id == Requirement.module_id)
             .outerjoin(User, User.id == Requirement.owner_id).where(*where)
             .order_by(*_order(filters)).limit(filters.per_page).offset((page - 1) * filters.per_page)
         ).all()
@@ -209,7 +273,7 @@ def board_page(agency, filters, modules):
 def board_row(agency, requirement_id):
     """One board row's values (for the row fragments)."""
     return db.session.execute(
-        sa.select(*ROW_COLUMNS).outerjoin(User, User.id == Requirement.owner_id)
+        sa.select(*_page_columns()).outerjoin(User, User.id == Requirement.owner_id)
         .where(Requirement.agency_id == agency.id, Requirement.id == requirement_id)
     ).one()
 

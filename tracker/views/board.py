@@ -3,9 +3,11 @@
 Each edit is one transaction. htmx requests from a board row get the row back (200, 422 with the
 error, 409 with the newer values); plain forms get a redirect, or the requirement page with the error.
 """
+import threading
+from collections import OrderedDict
 from types import SimpleNamespace
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, get_template_attribute, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -27,7 +29,7 @@ from tracker.forms.requirements import (
     StatusForm,
 )
 from tracker.htmx import wants_fragment
-from tracker.models import Module, Requirement, utcnow
+from tracker.models import STATUSES, Module, Requirement, utcnow
 from tracker.services import board as board_service
 from tracker.services import monitoring as monitoring_service
 from tracker.services import requirements as req_service
@@ -95,6 +97,7 @@ def _render_board(agency, args, fragment, checked=(), **extra):
     filters = board_service.BoardFilters.from_args(args, {m.key for m in modules}, [u.id for u in owners])
     context = _board_context(agency, modules, filters)
     context["b"].checked = set(checked)
+    context["rows_html"] = _rows_html(context["sections"], context["b"])
     template = "board/_fragment.html" if fragment else "board/_content.html"
     html = render_template(template, owners=owners, due_filters=board_service.DUE_FILTERS,
                            page_sizes=board_service.PAGE_SIZES, sorts=board_service.SORTS, csrf_slot=CSRF_SLOT,
@@ -109,14 +112,13 @@ def _as_of(agency):
     return version[0] if isinstance(version, tuple) else version
 
 
-def _row_context(agency, rows, *, all_evidence=False):
+def _row_context(agency, rows):
     """What every row of a page shares (see templates/board/_rows.html)."""
-    ids = [r.id for r in rows]
+    evidence, flags = board_service.row_extras(agency, rows)
     return SimpleNamespace(
         can_edit=can_edit(), req_url_base=_req_url_base(agency), today=utcnow().date(),
         due_state=board_service.due_state, sprite=url_for("static", filename="vendor/uswds/img/sprite.svg"),
-        evidence=board_service.evidence_summary(agency, ids=None if all_evidence else ids),
-        flags=board_service.disagreement_flags(agency, rows), checked=())
+        evidence=evidence, flags=flags, checked=(), statuses=STATUSES)
 
 
 def _board_context(agency, modules, filters):
@@ -137,6 +139,54 @@ def _board_context(agency, modules, filters):
         "agency": agency, "modules": modules, "filters": filters, "page": page, "sections": sections,
         "b": _row_context(agency, page.rows), "page_url": page_url, "sort_url": sort_url,
     }
+
+
+class RowCache:
+    """Rendered view rows, kept per process. A key holds every input of the row's markup: the row's values (its
+    version, evidence counts and latest level among them), its disagreement sentence, the viewer's right to edit,
+    the date (overdue marks) and the page's base URLs. So after one requirement changes, the next rendering of
+    its board reuses the other rows' HTML, whatever the page cache holds."""
+
+    def __init__(self, max_entries=10000):
+        self.max_entries = max_entries
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            html = self._entries.get(key)
+            if html is not None:
+                self._entries.move_to_end(key)
+            return html
+
+    def put(self, key, html):
+        with self._lock:
+            self._entries[key] = html
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+ROWS = RowCache()
+
+
+def _rows_html(sections, b):
+    """{module id: the tbody's rows as one Markup}: cached rows where the key matches, the macro for the others."""
+    macro = None
+    out = {}
+    for s, rows in sections:
+        parts = []
+        for r in rows:
+            key = (tuple(r), b.flags.get(r.id), b.can_edit, b.today, b.req_url_base, b.sprite)
+            html = None if b.checked else ROWS.get(key)
+            if html is None:
+                if macro is None:
+                    macro = get_template_attribute("board/_rows.html", "view_row")
+                html = str(macro(r, b))
+                if not b.checked:
+                    ROWS.put(key, html)
+            parts.append(html)
+        out[s.module.id] = Markup("".join(parts))  # noqa: S704 - rendered by the autoescaping macro
+    return out
 
 
 def _req_url_base(agency):
