@@ -279,3 +279,27 @@ def test_bulk_is_for_officers_of_the_agency_only(client, auth, db, big):
     assert r.status_code == 303
     db.session.expire_all()
     assert db.session.get(Requirement, big["reqs"][0].id).status == "not_started"
+
+
+def test_cached_rows_follow_evidence_findings_and_the_date(client, auth, db, big, no_page_cache):
+    """Rendered rows are reused across page renders; whatever a row shows is part of its key."""
+    from tracker.models import Evidence
+
+    req = big["reqs"][0]
+    _login(auth)
+    first = client.get("/agencies/agency-a").get_data(as_text=True)
+    row = re.search(rf'<tr id="req-{req.id}">.*?</tr>', first, re.S).group(0)
+    assert "None" in row  # no evidence yet
+    db.session.add(Evidence(requirement_id=req.id, kind="link", title="Roster", url="https://example.org/r"))
+    db.session.commit()  # no new row_version: the evidence count alone changes the row
+    again = client.get("/agencies/agency-a").get_data(as_text=True)
+    row = re.search(rf'<tr id="req-{req.id}">.*?</tr>', again, re.S).group(0)
+    assert "1 item" in row and "1 submitted" in row
+    # The committee sees the same row without the checkbox and Edit: the right to edit is in the key.
+    auth.logout()
+    make_user("committee@example.test", role="committee", agency=big["a"])
+    db.session.commit()
+    _login(auth, "committee@example.test")
+    row = re.search(rf'<tr id="req-{req.id}">.*?</tr>', client.get("/agencies/agency-a").get_data(as_text=True),
+                    re.S).group(0)
+    assert "1 item" in row and "checkbox" not in row and "edit=1" not in row
