@@ -9,8 +9,8 @@ page req/s, p95 and the workers' CPU milliseconds per request:
   while a writer POSTs 5 status changes a second into random agencies (warm-up under the same load
   first), with the cache hit rate and the writes' p95 and outcomes;
 - overload: the bare route with and without 20 status changes a second on the same workers;
-- exports of a 100,000-requirement agency (bench/exports.py) and a 1,000-recommendation catalog load
-  (bench/catalog.py), each in a fresh process.
+- exports of a 100,000-requirement agency (bench/exports.py), a 1,000-recommendation catalog load
+  (bench/catalog.py) and a 5,000-row decree paragraph import (bench/imports.py), each in a fresh process.
 Then counts the queries each page issues at 10 and at 1,000 requirements. Prints tables and the
 issue-18 targets, and writes bench-results.json.
 """
@@ -326,6 +326,15 @@ def measure_catalog(url, work):
     return m
 
 
+def measure_import(url, work):
+    m = run_script("imports.py", url, str(work))
+    log(f"  import of {m['rows']:,} rows ({m['bytes'] // 1024} KB): {m['import']['wall_s']} s wall, "
+        f"{m['import']['cpu_s']} s CPU, peak +{m['import']['peak_mb']} MB; unchanged again "
+        f"{m['reimport_unchanged']['wall_s']} s; refusals: " + ", ".join(
+            f"{name} {f['wall_s']} s" for name, f in m["refused"].items()))
+    return m
+
+
 def databases(work):
     """SQLite always; PostgreSQL when BENCH_POSTGRES_URL (or the local server) answers. Fresh databases."""
     import sqlalchemy as sa
@@ -373,7 +382,8 @@ def bench_database(label, fresh, work):
     reqs, versions = requirement_ids(url), {}
     return {"pages": {name: {"cached": cached[name], "cold": cold[name]} for name, _w, _p in PAGES},
             "mixed": measure_mixed(url, work, reqs, versions), "overload": measure_overload(url, work, reqs, versions),
-            "exports": measure_exports(fresh("exports"), work), "catalog": measure_catalog(fresh("catalog"), work)}
+            "exports": measure_exports(fresh("exports"), work), "catalog": measure_catalog(fresh("catalog"), work),
+            "import": measure_import(fresh("import"), work)}
 
 
 def targets(result):
@@ -410,6 +420,12 @@ def targets(result):
     c = result["catalog"]
     checks.append(("catalog 1,000: < 1 s CPU, < 2 s wall", f"{c['cpu_s']} s CPU, {c['wall_s']} s wall",
                    c["cpu_s"] < 1 and c["wall_s"] < 2))
+    i = result["import"]
+    checks.append(("import 5,000 rows (issue 12): < 20 s wall, < 150 MB; over-limit files refused < 2 s",
+                   f"{i['import']['wall_s']} s, +{i['import']['peak_mb']} MB; refused in "
+                   + " / ".join(f"{f['wall_s']} s" for f in i["refused"].values()),
+                   i["import"]["wall_s"] < 20 and i["import"]["peak_mb"] < 150
+                   and all(f["wall_s"] < 2 for f in i["refused"].values())))
     return checks
 
 
