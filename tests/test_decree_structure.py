@@ -1,5 +1,6 @@
 """The decree's structure (issue 12 §3-4): instruments with their own effective dates, sections, responsible
 entities, and the crosswalk from an agency's paragraphs to the catalog."""
+import re
 from datetime import date
 
 import pytest
@@ -248,3 +249,39 @@ def test_the_api_shows_the_structure_in_a_constant_number_of_queries(client, aut
     with count_queries() as many:
         assert len(client.get("/api/v1/agencies/agency-a/requirements").json["items"]) == 33
     assert many.count == few.count
+
+
+# --- The board by section and entity ------------------------------------------------------------
+
+def test_the_board_filters_by_section_and_entity_and_groups_by_section(client, auth, db, world):
+    from tracker.models import DecreeSection, ResponsibleEntity
+
+    sections = {s.label: s.id for s in db.session.execute(sa.select(DecreeSection)).scalars()}
+    entities = {e.name: e.id for e in db.session.execute(sa.select(ResponsibleEntity)).scalars()}
+    imports.import_paragraphs(world["a"], "more.csv", b"paragraph,title,module,instrument,deadline\n"
+                              b"9,No section,cit,Consent Decree,annually\n", actor=world["users"]["officer"])
+    db.session.commit()
+    auth.login("monitor@example.test")
+    html = client.get("/agencies/agency-a").get_data(as_text=True)
+    assert 'id="filter-section"' in html and 'id="filter-entity"' in html and 'id="filter-group"' in html
+    assert "Recurs annually" in html
+    assert 'href="/agencies/agency-a/decree"' in html
+
+    def ids(query):
+        page = client.get(f"/agencies/agency-a?{query}").get_data(as_text=True)
+        return re.findall(r'<th scope="row"[^>]*>(?:<[^>]+>)*([^<]+)', page), page
+
+    codes, _ = ids(f"section={sections['III.C Crisis Intervention']}")
+    assert [c.strip() for c in codes] == ["¶ 131(a)", "¶ 131(b)"]
+    codes, _ = ids(f"entity={entities['Office of Emergency Communications']}")
+    assert [c.strip() for c in codes] == ["¶ 131(b)", "M-1"]
+    codes, _ = ids("section=none")
+    assert [c.strip() for c in codes] == ["¶ 9"]
+    codes, page = ids("group=section")
+    assert [c.strip() for c in codes] == ["¶ 131(a)", "¶ 131(b)", "M-1", "¶ 9"]   # III.C, IV, then no section
+    headings = re.findall(r'<h2 id="module-([^"]+)"[^>]*>([^<]+)', page)
+    assert [h[1].strip() for h in headings] == ["III.C Crisis Intervention", "IV Data", "No section"]
+    # The grouping is kept in the URL of the sort links; a bogus value is ignored with a notice.
+    assert "group=section" in re.search(r'href="([^"]*sort=status[^"]*)"', page).group(1)
+    _, page = ids("group=colour&section=x")
+    assert "Unknown filter value ignored: section, group." in page

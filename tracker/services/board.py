@@ -14,6 +14,7 @@ from tracker.models import (
     Comment,
     ComplianceLevel,
     DeadlineChange,
+    DecreeSection,
     Evidence,
     EvidenceReview,
     Finding,
@@ -30,6 +31,8 @@ DUE_FILTERS = {"overdue": "Overdue", "upcoming": "Due in the next 30 days", "non
 # Sortable columns (within each module) and their labels; "id" is the decree's own order.
 SORTS = {"id": "Id", "status": "Status", "owner": "Owner", "due": "Due", "changed": "Last change"}
 PAGE_SIZES = (25, 50, 100, 200)
+# Issue 12: the board groups rows by module (the catalog's) or by the decree's own sections.
+GROUPS = {"module": "Module", "section": "Decree section"}
 DEFAULT_PAGE_SIZE = 100
 SOON_DAYS = 30
 
@@ -41,6 +44,9 @@ class BoardFilters:
     owner: str = ""
     due: str = ""
     q: str = ""
+    section: str = ""   # a section id, or "none" (issue 12)
+    entity: str = ""    # a responsible entity's id (issue 12)
+    group: str = "module"
     sort: str = "id"
     desc: bool = False
     page: int = 1
@@ -64,9 +70,23 @@ class BoardFilters:
             owner = ""
         f.owner = owner
         f.q = (args.get("q") or "").strip()[:200]
+        f._structure(args, ignored)
         f._paging(args, ignored)
         f.ignored = ignored
         return f
+
+    def _structure(self, args, ignored):
+        """Section and entity ids (rows of another agency simply match nothing) and the grouping."""
+        for name, allowed in (("section", ("none",)), ("entity", ())):
+            value = (args.get(name) or "").strip()
+            if value and not (value in allowed or (value.isdigit() and len(value) < 10)):
+                ignored.append(name)
+                value = ""
+            setattr(self, name, value)
+        group = (args.get("group") or "").strip()
+        if group and group not in GROUPS:
+            ignored.append("group")
+        self.group = group if group in GROUPS else "module"
 
     def _paging(self, args, ignored):
         sort = (args.get("sort") or "").strip()
@@ -84,13 +104,14 @@ class BoardFilters:
 
     def as_args(self):
         return {k: v for k, v in (("module", self.module), ("status", self.status), ("owner", self.owner),
-                                  ("due", self.due), ("q", self.q)) if v}
+                                  ("due", self.due), ("q", self.q), ("section", self.section),
+                                  ("entity", self.entity)) if v}
 
     def view_args(self, **changes):
         """The filters, sort, page size and page as URL arguments (defaults left out), with `changes` applied."""
-        values = {**self.as_args(), "sort": self.sort, "dir": "desc" if self.desc else "", "page": self.page,
-                  "per_page": self.per_page, **changes}
-        defaults = {"sort": "id", "dir": "", "page": 1, "per_page": DEFAULT_PAGE_SIZE}
+        values = {**self.as_args(), "group": self.group, "sort": self.sort, "dir": "desc" if self.desc else "",
+                  "page": self.page, "per_page": self.per_page, **changes}
+        defaults = {"group": "module", "sort": "id", "dir": "", "page": 1, "per_page": DEFAULT_PAGE_SIZE}
         return {k: v for k, v in values.items() if v and defaults.get(k) != v}
 
     @property
@@ -120,6 +141,12 @@ def _conditions(agency, filters, today):
                   Requirement.is_open]
     elif filters.due == "none":
         where.append(Requirement.due_date.is_(None))
+    if filters.section == "none":
+        where.append(Requirement.section_id.is_(None))
+    elif filters.section:
+        where.append(Requirement.section_id == int(filters.section))
+    if filters.entity:
+        where.append(Requirement.entity_id == int(filters.entity))
     if filters.q:
         pattern = f"%{_escape_like(filters.q.lower())}%"
         where.append(sa.or_(*(sa.func.lower(col).like(pattern, escape="\\") for col in (
@@ -138,7 +165,7 @@ def board_rows(agency, filters):
 ROW_COLUMNS = (Requirement.id, Requirement.code, Requirement.title, Requirement.status, Requirement.owner_id,
                sa.func.coalesce(User.name, User.email).label("owner_name"), Requirement.due_date,
                Requirement.updated_at, Requirement.terminated_at, Requirement.module_id,
-               Requirement.cadence_months, Requirement.row_version)
+               Requirement.cadence_months, Requirement.row_version, Requirement.section_id)
 
 
 def _evidence_count(state=None):
@@ -218,11 +245,11 @@ class ModuleSummary:
 
 
 def _order(filters):
-    return _ordering(filters.sort, filters.desc)
+    return _ordering(filters.sort, filters.desc, filters.group)
 
 
 @functools.cache
-def _ordering(sort, desc):
+def _ordering(sort, desc, group="module"):
     status_rank = sa.case({key: i for i, key in enumerate(STATUSES)}, value=Requirement.status, else_=99)
     columns = {"status": [status_rank], "owner": [Requirement.owner_id.is_(None), User.name, User.email],
                "due": [Requirement.due_date.is_(None), Requirement.due_date], "changed": [Requirement.updated_at],
@@ -230,24 +257,40 @@ def _ordering(sort, desc):
     if desc:
         # Rows without an owner or a due date stay last either way.
         columns = [c if i == 0 and sort in ("owner", "due") else c.desc() for i, c in enumerate(columns)]
-    return [Module.position, Module.id, *columns, Requirement.sort_key, Requirement.id]
+    groups = ([DecreeSection.sort_key.is_(None), DecreeSection.sort_key, DecreeSection.id] if group == "section"
+              else [Module.position, Module.id])
+    return [*groups, *columns, Requirement.sort_key, Requirement.id]
 
 
-def board_page(agency, filters, modules):
-    """One page of the board: module summaries over every matching row (one GROUP BY) and the page's rows
-    (one query), whatever the agency's size."""
+NO_SECTION = SimpleNamespace(id=0, key="section-none", name="No section")
+
+
+def _groups(filters, modules, sections):
+    """(the column rows are grouped by, the groups in order): modules, or the decree's sections (objects with
+    id, key and name, like a module) and "No section" last."""
+    if filters.group != "section":
+        return Requirement.module_id, modules
+    return Requirement.section_id, [SimpleNamespace(id=s.id, key=f"section-{s.id}", name=s.label)
+                                    for s in sections] + [NO_SECTION]
+
+
+def board_page(agency, filters, modules, sections=()):
+    """One page of the board: module (or section) summaries over every matching row (one GROUP BY) and the
+    page's rows (one query), whatever the agency's size. `sections`: the agency's, in order, to group by them."""
     today = utcnow().date()
     where = _conditions(agency, filters, today)
+    group_column, modules = _groups(filters, modules, sections)
     open_overdue = sa.and_(Requirement.due_date < today, Requirement.is_open, Requirement.terminated_at.is_(None))
     summary = db.session.execute(
-        sa.select(Requirement.module_id, Requirement.status, sa.func.count(),
+        sa.select(group_column, Requirement.status, sa.func.count(),
                   sa.func.sum(sa.case((Requirement.terminated_at.is_(None), 1), else_=0)),
                   sa.func.sum(sa.case((open_overdue, 1), else_=0)))
-        .where(*where).group_by(Requirement.module_id, Requirement.status)
+        .where(*where).group_by(group_column, Requirement.status)
     ).all()
     per_module = {}
     for module_id, status, n, active, overdue in summary:
-        entry = per_module.setdefault(module_id, {"rows": 0, "overdue": 0, "counts": dict.fromkeys(STATUSES, 0)})
+        entry = per_module.setdefault(module_id or 0, {"rows": 0, "overdue": 0,
+                                                       "counts": dict.fromkeys(STATUSES, 0)})
         entry["rows"] += n
         entry["overdue"] += overdue or 0
         entry["counts"][status] = entry["counts"].get(status, 0) + (active or 0)
@@ -264,6 +307,7 @@ def board_page(agency, filters, modules):
     if total:
         rows = db.session.execute(
             sa.select(*_page_columns()).join(Module, Module.id == Requirement.module_id)
+            .outerjoin(DecreeSection, DecreeSection.id == Requirement.section_id)
             .outerjoin(User, User.id == Requirement.owner_id).where(*where)
             .order_by(*_order(filters)).limit(filters.per_page).offset((page - 1) * filters.per_page)
         ).all()

@@ -31,6 +31,7 @@ from tracker.forms.requirements import (
 from tracker.htmx import wants_fragment
 from tracker.models import STATUSES, Module, Requirement, utcnow
 from tracker.services import board as board_service
+from tracker.services import decree as decree_service
 from tracker.services import monitoring as monitoring_service
 from tracker.services import requirements as req_service
 from tracker.services import submissions
@@ -61,7 +62,7 @@ def _modules():
     return db.session.execute(Module.in_order()).scalars().all()
 
 
-BOARD_ARGS = ("module", "status", "owner", "due", "q", "sort", "dir", "page", "per_page")
+BOARD_ARGS = ("module", "status", "owner", "due", "q", "section", "entity", "group", "sort", "dir", "page", "per_page")
 CSRF_SLOT = Markup("<!--csrf-->")  # noqa: S704 - a constant
 
 
@@ -95,12 +96,14 @@ def _render_board(agency, args, fragment, checked=(), **extra):
     modules = _modules()
     owners = board_service.owner_choices(agency.id)
     filters = board_service.BoardFilters.from_args(args, {m.key for m in modules}, [u.id for u in owners])
-    context = _board_context(agency, modules, filters)
+    sections, entities = decree_service.sections(agency), decree_service.entities(agency)  # issue 12
+    context = _board_context(agency, modules, filters, sections)
     context["b"].checked = set(checked)
     context["rows_html"] = _rows_html(context["sections"], context["b"])
     template = "board/_fragment.html" if fragment else "board/_content.html"
     html = render_template(template, owners=owners, due_filters=board_service.DUE_FILTERS,
                            page_sizes=board_service.PAGE_SIZES, sorts=board_service.SORTS, csrf_slot=CSRF_SLOT,
+                           decree_sections=sections, entities=entities, groups=board_service.GROUPS,
                            as_of=_as_of(agency), **context, **extra)
     return html, tuple(filters.ignored)
 
@@ -121,11 +124,11 @@ def _row_context(agency, rows):
         evidence=evidence, flags=flags, checked=(), statuses=STATUSES)
 
 
-def _board_context(agency, modules, filters):
-    page = board_service.board_page(agency, filters, modules)
+def _board_context(agency, modules, filters, decree_sections=()):
+    page = board_service.board_page(agency, filters, modules, decree_sections)
     by_module = {}
     for r in page.rows:
-        by_module.setdefault(r.module_id, []).append(r)
+        by_module.setdefault((r.section_id or 0) if filters.group == "section" else r.module_id, []).append(r)
     sections = [(s, by_module[s.module.id]) for s in page.modules if s.module.id in by_module]
     def page_url(n):
         return url_for("board.board", slug=agency.slug, **filters.view_args(page=n))
