@@ -13,7 +13,8 @@ from tracker.models import Requirement
 
 # Route arguments other than the slug, filled with ids of agency B's objects. A route with an
 # argument missing here fails the matrix, so every new route gets a row.
-OBJECT_ARGS = ("req_id", "evidence_id", "period_id", "request_id", "doc_id", "version_id")
+OBJECT_ARGS = ("req_id", "evidence_id", "period_id", "request_id", "doc_id", "version_id", "meeting_id", "rec_id",
+               "file_id")
 PUBLIC_PREFIXES = ("/static", "/catalog", "/api/v1/catalog", "/login")
 
 
@@ -51,6 +52,7 @@ def two_agencies(db):
     db.session.add_all([evidence_b, period_b, request_b])
     db.session.flush()
     policy_b, version_b = _policy_of(b)
+    meeting_b, file_b, rec_b = _committee_of(b)
     users = {
         "officer": make_user("officer-a@example.test", role="officer", agency=a),
         "monitor": make_user("monitor-a@example.test", role="monitor", agency=a),
@@ -59,11 +61,29 @@ def two_agencies(db):
     db.session.commit()
     global OBJECT_ROUTES
     OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id, "period_id": period_b.id,
-                     "request_id": request_b.id, "doc_id": policy_b.id, "version_id": version_b.id}
+                     "request_id": request_b.id, "doc_id": policy_b.id, "version_id": version_b.id,
+                     "meeting_id": meeting_b.id, "file_id": file_b.id, "rec_id": rec_b.id}
     return a, b, req_b, users
 
 
 OBJECT_ROUTES = {}
+
+
+def _committee_of(agency):
+    """Issue 14: the agency's committee meeting with a document, and a submitted recommendation."""
+    from datetime import date, datetime
+
+    from tracker.extensions import db
+    from tracker.models import CommitteeRecommendation, DocumentFile, Meeting
+
+    meeting = Meeting(agency_id=agency.id, title="B's meeting", starts_at=datetime(2026, 4, 2, 18, 0))
+    meeting.documents = [DocumentFile(agency_id=agency.id, sha256="0" * 64, size_bytes=1, filename="b.pdf",
+                                      media_type="application/pdf")]
+    rec = CommitteeRecommendation(agency_id=agency.id, number=1, title="B's", body="B's", state="submitted",
+                                  response_due=date(2099, 1, 1))
+    db.session.add_all([meeting, rec])
+    db.session.flush()
+    return meeting, meeting.documents[0], rec
 
 
 def _policy_of(agency):

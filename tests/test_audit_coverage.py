@@ -411,6 +411,59 @@ NOTIFICATION_CASES = {
                                     data=lambda db, w: {"message_id": _failed_message_id(db, w)})},
 }
 
+# --- issue 14: the advisory committee's meetings and recommendations ----------------------------------------
+
+def _meeting_url(suffix=""):
+    return lambda db, w: f"/agencies/agency-a/committee/meetings/{w['meeting'].id}{suffix}"
+
+
+def _crec_url(key, suffix=""):
+    return lambda db, w: f"/agencies/agency-a/committee/recommendations/{w[key].id}{suffix}"
+
+
+def _crec_version(db, w, key):
+    from tracker.models import CommitteeRecommendation
+
+    return str(_one(db, sa.select(CommitteeRecommendation.row_version)
+                    .where(CommitteeRecommendation.id == w[key].id)))
+
+
+def _meeting_form(w, **values):
+    return {"title": "Spring meeting", "starts_at": "2026-04-02T18:00", "location": "City Hall, room 2",
+            "attendee_ids": [str(w["users"]["committee"].id)], **values}
+
+
+COMMITTEE_CASES = {
+    "committee.create_meeting": {"schedule": Case(
+        "officer", lambda db, w: "/agencies/agency-a/committee/meetings",
+        data=lambda db, w: _meeting_form(w, title="Summer meeting", submission_id="d" * 32))},
+    "committee.update_meeting": {"minutes": Case(
+        "officer", _meeting_url("/edit"), data=lambda db, w: _meeting_form(w, minutes="Rosters reviewed."))},
+    "committee.add_document": {"paper": Case(
+        "officer", _meeting_url("/documents"), multipart=True,
+        data=lambda db, w: {"file": (io.BytesIO(PDF + b"% minutes"), "minutes.pdf"), "submission_id": "e" * 32})},
+    "committee.publish_meeting": {"agenda": Case("admin", _meeting_url("/publish"),
+                                                 data=lambda db, w: {"agenda_public": "y"})},
+    "committee.create_recommendation": {"draft": Case(
+        "committee", lambda db, w: "/agencies/agency-a/committee/recommendations", data=lambda db, w: {
+            "title": "Debrief every crisis call", "body": "A supervisor debriefs within a week.",
+            "meeting_id": str(w["meeting"].id), "requirement_ids": [str(w["req"].id)], "submission_id": "f" * 32})},
+    "committee.update_recommendation": {"revise": Case(
+        "committee", _crec_url("draft_rec"), data=lambda db, w: {
+            "title": "Publish rosters monthly", "body": "Monthly, on the website.", "meeting_id": "0",
+            "row_version": _crec_version(db, w, "draft_rec")})},
+    "committee.submit_recommendation": {"submit": Case(
+        "committee", _crec_url("draft_rec", "/submit"),
+        data=lambda db, w: {"row_version": _crec_version(db, w, "draft_rec")})},
+    "committee.respond": {"accepted": Case(
+        "officer", _crec_url("committee_rec", "/response"), data=lambda db, w: {
+            "decision": "accepted", "reasons": "Night calls doubled.", "steps": "Hire two call-takers by June.",
+            "requirement_ids": [str(w["req"].id)], "row_version": _crec_version(db, w, "committee_rec")})},
+    "committee.publish_recommendation": {"publish": Case(
+        "admin", _crec_url("committee_rec", "/publish"), data=lambda db, w: {"public": "y"})},
+}
+
+
 CASES = {
     **NOTIFICATION_CASES,
     "auth.login": {
@@ -544,6 +597,7 @@ CASES = {
         "ids": f"{w['req'].id}:{_version(db, w)}"})},
     **PLAN_AND_REQUEST_CASES,
     **POLICY_CASES,
+    **COMMITTEE_CASES,
 }
 CASE_IDS = [(endpoint, name) for endpoint, cases in CASES.items() for name in cases]
 

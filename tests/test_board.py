@@ -892,14 +892,16 @@ def test_requirement_page_shows_details_citations_and_merged_timeline(client, au
     assert "Mona Monitor" in history
 
 
-def test_requirement_page_for_the_committee_is_read_only(client, auth, db, world):
+def test_requirement_page_for_the_committee_only_comments(client, auth, db, world):
+    # Issue 14: committee members comment on requirements; status, owner, notes and evidence stay read-only.
     a, req = world["a"], world["reqs"]["crisis"]
     req.notes = "Shared notes"
     db.session.commit()
     _login(auth, world, "committee")
     html = client.get(_req_url(a, req)).get_data(as_text=True)
     assert "Shared notes" in html
-    assert "/status" not in html and "/owner" not in html and "/notes" not in html and "/comments" not in html
+    assert "/status" not in html and "/owner" not in html and "/notes" not in html
+    assert "/comments" in html
     assert "Add evidence" not in html
 
 
@@ -934,12 +936,14 @@ def test_officer_and_monitor_comment(client, auth, db, world, role):
         assert world["users"][role].name in comments
 
 
-def test_committee_cannot_comment(client, auth, db, world):
+def test_committee_comments_but_does_not_edit(client, auth, db, world):
+    # Issue 14: advisory-committee members comment on requirements; they still change nothing else.
     a, req = world["a"], world["reqs"]["crisis"]
     _login(auth, world, "committee")
+    assert auth.post(_req_url(a, req, "notes"), {"notes": "x", "row_version": req.row_version}).status_code == 403
     r = auth.post(_req_url(a, req, "comments"), {"body": "Me too"})
-    assert r.status_code == 403
-    assert _count(db, Comment) == 0
+    assert r.status_code == 303
+    assert _count(db, Comment) == 1
 
 
 def test_empty_or_too_long_comment_is_refused(client, auth, db, world):

@@ -185,13 +185,37 @@ def world(app, db):
     _cal, cal_secret = tokens.create(officer, "calendar", "", a)
     policy, public_policy = policy_documents(a, req, users)
     checkpoints.make("manual")  # issue 19: a signed checkpoint to download
+    committee = committee_world(db, a, req, file_ev, users["committee"])  # issue 14
     db.session.commit()
     return {
         "a": a, "b": b, "module": module, "rec": rec, "users": users, "req": req, "req2": req2, "req_b": req_b,
         "file": file_ev, "link": link_ev, "file_b": file_ev_b, "closed": closed, "open": open_,
         "period_b": period_b, "levels": levels, "api_secret": api_secret, "cal_secret": cal_secret,
-        "doc_request": doc_request, "policy": policy, "public_policy": public_policy,
+        "doc_request": doc_request, "policy": policy, "public_policy": public_policy, **committee,
     }
+
+
+def committee_world(db, agency, req, evidence, member):
+    """Issue 14: a committee meeting with one document (the evidence file's bytes), a submitted recommendation
+    naming the requirement, and a member's draft."""
+    from datetime import datetime
+
+    from tracker.models import CommitteeRecommendation, DocumentFile, Meeting
+
+    meeting = Meeting(agency_id=agency.id, title="Spring meeting", starts_at=datetime(2026, 4, 2, 18, 0),
+                      agenda="1. Crisis line rosters", location="City Hall, room 2")
+    meeting.documents = [DocumentFile(agency_id=agency.id, sha256=evidence.sha256, size_bytes=evidence.size_bytes,
+                                      filename="agenda.pdf", media_type="application/pdf")]
+    submitted = CommitteeRecommendation(
+        agency_id=agency.id, number=1, title="Staff the line at night", body="Two call-takers after 22:00.",
+        state="submitted", submitted_at=datetime(2026, 4, 3, 9, 0), response_due=date(2099, 1, 1),
+        created_by_id=member.id, submitted_by_id=member.id, requirements=[req])
+    draft = CommitteeRecommendation(agency_id=agency.id, number=2, title="Publish rosters", body="Monthly.",
+                                    state="draft", created_by_id=member.id)
+    db.session.add_all([meeting, submitted, draft])
+    db.session.flush()
+    return {"meeting": meeting, "meeting_doc": meeting.documents[0], "committee_rec": submitted,
+            "draft_rec": draft}
 
 
 def policy_documents(agency, req, users):

@@ -367,6 +367,7 @@ def _server_only(world):
         "user_id": other, "review_state": "returned", "requirement_id": world["req_b"].id,
         "period_id": world["period_b"].id, "module_id": "999", "recommendation_id": "999", "state": "bogus",
         "supersedes_id": world["file_b"].id, "evidence_id": world["file_b"].id, "decision_by": other,
+        "submitted_at": "2000-01-01", "submitted_by_id": other, "response_due": "2000-01-01",
     }
 
 
@@ -424,7 +425,8 @@ def _legit(world, db):
         "admin.agency_new": lambda: {"name": "New PD", "slug": "new-pd", "state": "OH", "scale_id": a.scale_id,
                                      "source_id": "0"},
         "admin.agency_edit": lambda: {"name": "Harbor City PD", "slug": "agency-a", "state": "OH",
-                                      "scale_id": a.scale_id, "source_id": "0"},
+                                      "scale_id": a.scale_id, "source_id": "0",
+                                      "public_enabled": "y"},  # the world's agency stays public (issue 14)
         "admin.agency_adopt": lambda: {"modules": "cit"},
         "admin.user_create": lambda: {"email": "sweep@example.org", "name": "Sweep", "role": "officer",
                                       "agency_id": a.id},
@@ -536,6 +538,37 @@ def _policy_legit(world, db):
     return {"doc_id": lambda: doc.id}, legit, order
 
 
+def _committee_legit(world, db):
+    """Issue 14: (URL values, fields by endpoint, order): the world's meeting edited, given a paper and published;
+    the member's draft revised, submitted, then answered and published (after the routes at 0)."""
+    from tracker.models import CommitteeRecommendation
+
+    draft = world["draft_rec"]
+
+    def version():
+        db.session.commit()
+        return str(db.session.scalar(sa.select(CommitteeRecommendation.row_version)
+                                     .where(CommitteeRecommendation.id == draft.id)))
+
+    legit = {
+        "committee.create_meeting": lambda: {"title": "Swept meeting", "starts_at": "2027-01-05T18:00",
+                                             "submission_id": "f" * 32},
+        "committee.update_meeting": lambda: {"title": "Spring meeting", "starts_at": "2026-04-02T18:00",
+                                             "minutes": "swept"},
+        "committee.add_document": lambda: ({}, [("file", "minutes.pdf", PDF + b"minutes")]),
+        "committee.publish_meeting": lambda: {"agenda_public": "y"},
+        "committee.create_recommendation": lambda: {"title": "Swept", "body": "swept", "meeting_id": "0",
+                                                    "submission_id": "9a" * 16},
+        "committee.update_recommendation": lambda: {"title": "Swept draft", "body": "swept", "meeting_id": "0",
+                                                    "row_version": version()},
+        "committee.submit_recommendation": lambda: {"row_version": version()},
+        "committee.respond": lambda: {"decision": "declined", "reasons": "swept", "row_version": version()},
+        "committee.publish_recommendation": lambda: {"public": "y"},
+    }
+    ids = {"meeting_id": lambda: world["meeting"].id, "rec_id": lambda: draft.id}
+    return ids, legit, {"committee.respond": 0.95, "committee.publish_recommendation": 0.96}
+
+
 def _hostile_landed(before, after, server_only):
     """Rows the sweep added or changed that carry a server-only value from the request."""
     found = []
@@ -568,6 +601,9 @@ def test_every_write_route_ignores_server_only_fields(app, db, world):
     policy_ids, policy_legit, policy_order = _policy_legit(world, db)  # issue 16
     ids.update(policy_ids)
     legit.update(policy_legit)
+    committee_ids, committee_legit, committee_order = _committee_legit(world, db)  # issue 14
+    ids.update(committee_ids)
+    legit.update(committee_legit)
     admin = signed_in(app, "admin@example.test")
     server_only = _server_only(world)
     rules = sorted((r for r in app.url_map.iter_rules() if "POST" in r.methods), key=lambda r: r.rule)
@@ -580,6 +616,7 @@ def test_every_write_route_ignores_server_only_fields(app, db, world):
              "monitoring.terminate_module": 3, "monitoring.file_report": 2,
              "monitoring.terminate_requirement": 1}
     order.update(policy_order)
+    order.update(committee_order)
     rules.sort(key=lambda r: order.get(r.endpoint, 0))
     before = snapshot(db)
     outcomes = {}

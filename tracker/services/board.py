@@ -436,6 +436,9 @@ def requirement_detail(requirement, requests=False):
         from tracker.services.document_requests import timeline as request_timeline
 
         timeline += request_timeline(requirement)
+    from tracker.services.committee import requirement_timeline as committee_timeline  # issue 14
+
+    timeline += committee_timeline(requirement)
     timeline.sort(key=lambda item: item[1], reverse=True)
     latest_returns = {}
     for r in sorted(reviews, key=lambda r: r.created_at):

@@ -31,6 +31,9 @@ def register_blueprints(app):
 
     for module in (plans, document_requests):
         app.register_blueprint(module.bp)
+    from tracker.views import committee  # issue 14: committee meetings and recommendations
+
+    app.register_blueprint(committee.bp)
     from tracker.views import policies, public_comments, status_report  # issue 16: policies, status report
 
     for module in (policies, public_comments, status_report):

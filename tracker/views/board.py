@@ -42,7 +42,8 @@ from tracker.views.repeats import repeat_response
 bp = Blueprint("board", __name__)
 
 EDIT_ROLES = {"officer"}
-COMMENT_ROLES = {"officer", "monitor"}
+# Advisory-committee members comment too (issue 14): their questions and remarks on a requirement.
+COMMENT_ROLES = {"officer", "monitor", "committee"}
 
 
 def can_edit():
