@@ -285,3 +285,18 @@ def test_the_board_filters_by_section_and_entity_and_groups_by_section(client, a
     assert "group=section" in re.search(r'href="([^"]*sort=status[^"]*)"', page).group(1)
     _, page = ids("group=colour&section=x")
     assert "Unknown filter value ignored: section, group." in page
+
+
+def test_the_dashboard_filters_by_responsible_entity(client, auth, db, world):
+    from tracker.models import ResponsibleEntity
+
+    entities = {e.name: e.id for e in db.session.execute(sa.select(ResponsibleEntity)).scalars()}
+    auth.login("committee@example.test")
+    url = "/agencies/agency-a/dashboard"
+    everything = client.get(url).get_data(as_text=True)
+    assert 'id="dash-entity"' in everything and "¶ 131(a)" in everything and "M-1" in everything
+    police = client.get(f"{url}?entity={entities['Police Department']}").get_data(as_text=True)
+    assert "¶ 131(a)" in police and "M-1" not in police
+    oec = client.get(f"{url}?entity={entities['Office of Emergency Communications']}").get_data(as_text=True)
+    assert "M-1" in oec and "¶ 131(a)" not in oec
+    assert "Unknown responsible entity ignored" in client.get(f"{url}?entity=999").get_data(as_text=True)

@@ -158,10 +158,13 @@ def measures_by(key, scope):
     return measures
 
 
-def agency_measures(agency, module_key=None):
-    """({module_id: Measures}, total Measures, modules shown) for one agency, optionally one module."""
+def agency_measures(agency, module_key=None, entity_id=None):
+    """({module_id: Measures}, total Measures, modules shown) for one agency, optionally one module and one
+    responsible entity (issue 12)."""
     modules = db.session.execute(Module.in_order()).scalars().all()
     scope = Requirement.agency_id == agency.id
+    if entity_id is not None:
+        scope = sa.and_(scope, Requirement.entity_id == entity_id)
     module = next((m for m in modules if m.key == module_key), None) if module_key else None
     if module is not None:
         scope = sa.and_(scope, Requirement.module_id == module.id)
@@ -190,7 +193,7 @@ def level_classes(agency):
     return classes
 
 
-def trend(agency, module_key=None):
+def trend(agency, module_key=None, entity_id=None):
     """Per monitoring period (oldest first): findings by level and the share of active requirements at top."""
     periods = db.session.execute(
         sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == agency.id,
@@ -212,6 +215,9 @@ def trend(agency, module_key=None):
         module_filter = Requirement.module_id == sa.select(Module.id).where(Module.key == module_key).scalar_subquery()
         query = query.where(module_filter)
         active = active.where(module_filter)
+    if entity_id is not None:
+        query = query.where(Requirement.entity_id == entity_id)
+        active = active.where(Requirement.entity_id == entity_id)
     total = db.session.execute(active).scalar() or 0
     top = monitoring.top_rank(monitoring.scale_levels(agency))
     by_period = {p.id: {"period": p, "levels": {}, "at_top": 0, "rated": 0} for p in periods}
@@ -239,8 +245,8 @@ def recent_activity(agency, limit=10):
     ).scalars().all()
 
 
-def upcoming(agency, days=90, limit=15, module_key=None):
-    """Open requirements overdue or due within `days`, soonest first (one module if given)."""
+def upcoming(agency, days=90, limit=15, module_key=None, entity_id=None):
+    """Open requirements overdue or due within `days`, soonest first (one module, one entity if given)."""
     today = utcnow().date()
     query = (sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.is_open,
                                           Requirement.terminated_at.is_(None), Requirement.due_date.is_not(None),
@@ -249,6 +255,8 @@ def upcoming(agency, days=90, limit=15, module_key=None):
     if module_key:
         query = query.where(Requirement.module_id == sa.select(Module.id).where(Module.key == module_key)
                             .scalar_subquery())
+    if entity_id is not None:
+        query = query.where(Requirement.entity_id == entity_id)
     return db.session.execute(query).scalars().all()
 
 

@@ -188,7 +188,7 @@ class _Context:
                 return inst
         names = ", ".join(f"'{i.short_name}'" for i in self.instruments)
         problems.append(f"{where}, column 'instrument': unknown instrument '{name}' (the agency has {names}; "
-                        "add others on the decree structure page)")
+                        "an administrator adds others on the decree structure page)")
         return None
 
 
@@ -209,7 +209,8 @@ def _schedule(deadline, instrument, where, column, problems):
         return None, not deadline.blank
     if instrument.effective_date is None:
         problems.append(f"{where}, column '{column}': '{deadline.text}' counts from the effective date, and "
-                        f"'{instrument.short_name}' has none yet (set it on the decree structure page)")
+                        f"'{instrument.short_name}' has none yet (an administrator sets it on the decree "
+                        "structure page)")
         return None, True
     amount, unit = (deadline.amount, deadline.unit) if deadline.relative else (deadline.cadence_months, "months")
     return derive_due_date(instrument.effective_date,

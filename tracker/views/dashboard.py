@@ -7,7 +7,7 @@ from tracker import cache
 from tracker.access import agency_or_404
 from tracker.extensions import db
 from tracker.models import Module
-from tracker.services import dashboard, monitoring
+from tracker.services import dashboard, decree, monitoring
 
 bp = Blueprint("dashboard", __name__)
 
@@ -19,32 +19,39 @@ def agency(slug):
     body_only = bool(request.headers.get("HX-Request") and request.headers.get("HX-Target") == "dashboard-body"
                      and not request.headers.get("HX-Boosted"))
     requested = request.args.get("module", "")
+    requested_entity = request.args.get("entity", "")  # issue 12: one responsible entity
 
     def render():
         modules = db.session.execute(Module.in_order()).scalars().all()
         module_key = requested if requested in {m.key for m in modules} else ""
+        entities = decree.entities(agency)
+        entity_id = next((e.id for e in entities if str(e.id) == requested_entity), None)
         template = "dashboard/_body.html" if body_only else "dashboard/_content.html"
         names = {m.key: m.name for m in modules}
-        return (render_template(template, **_dashboard_context(agency, modules, module_key)), module_key,
-                names.get(module_key, ""))
+        context = _dashboard_context(agency, modules, module_key, entity_id)
+        return (render_template(template, entities=entities, entity_id=entity_id, **context), module_key,
+                names.get(module_key, ""), entity_id)
 
-    html, module_key, module_name = cache.value("dashboard", (agency.id, body_only, requested), render,
-                                                 agencies=agency.id)
+    html, module_key, module_name, entity_id = cache.value(
+        "dashboard", (agency.id, body_only, requested, requested_entity), render, agencies=agency.id)
     if requested and not module_key:
         flash(f"Unknown module “{requested}” ignored; showing all modules.", "warning")
+    if requested_entity and entity_id is None:
+        flash("Unknown responsible entity ignored; showing all of them.", "warning")
     if body_only:
         # The module's figures, and a sentence for the permanent status region outside the swapped body.
         return html + render_template("dashboard/_status.html", module_name=module_name)
     return render_template("dashboard/agency.html", agency=agency, content=Markup(html))  # noqa: S704 - from Jinja
 
 
-def _dashboard_context(agency, modules, module_key):
-    per_module, total, shown = dashboard.agency_measures(agency, module_key or None)
+def _dashboard_context(agency, modules, module_key, entity_id=None):
+    per_module, total, shown = dashboard.agency_measures(agency, module_key or None, entity_id)
     return {
         "agency": agency, "modules": modules, "module_key": module_key, "per_module": per_module, "total": total,
         "shown": shown,
-        "level_classes": dashboard.level_classes(agency), "trend": dashboard.trend(agency, module_key or None),
+        "level_classes": dashboard.level_classes(agency),
+        "trend": dashboard.trend(agency, module_key or None, entity_id),
         "activity": dashboard.recent_activity(agency),
-        "upcoming": dashboard.upcoming(agency, module_key=module_key or None),
+        "upcoming": dashboard.upcoming(agency, module_key=module_key or None, entity_id=entity_id),
         "periods": monitoring.periods(agency), "windows": dashboard.WINDOWS,
     }
