@@ -83,7 +83,8 @@ def test_monitor_returns_evidence_officer_revises_monitor_accepts_and_rates(
         officer.get_by_label("File", exact=True).set_input_files(str(pdf))
         officer.get_by_label("Title", exact=True).fill("Eastport advisory charter")
         officer.get_by_role("button", name="Add evidence").click()
-        expect(officer.locator("#evidence-added")).to_contain_text("“Eastport advisory charter” added and submitted for review")
+        added = officer.locator("#evidence-added")  # the confirmation beside the evidence list
+        expect(added).to_contain_text("“Eastport advisory charter” added and submitted for review")
         # Nothing has been returned yet: no "Returned to you" link.
         expect(officer.get_by_role("link", name=re.compile("^Returned to you"))).to_have_count(0)
 
@@ -133,7 +134,8 @@ def test_monitor_returns_evidence_officer_revises_monitor_accepts_and_rates(
         versions.get_by_label("File", exact=True).set_input_files(str(signed))
         versions.get_by_label("Title", exact=True).fill("Eastport advisory charter (signed)")
         versions.get_by_role("button", name="Add new version").click()
-        expect(officer.locator("#evidence-added")).to_contain_text("New version “Eastport advisory charter (signed)” added")
+        expect(officer.locator("#evidence-added")).to_contain_text(
+            "New version “Eastport advisory charter (signed)” added")
         expect(officer.get_by_role("row", name=re.compile(r"^Eastport advisory charter Superseded"))).to_be_visible()
         expect(officer.get_by_role("link", name=re.compile("^Returned to you"))).to_have_count(0)
 

@@ -154,11 +154,10 @@ def _conditions(agency, filters, today):
     return where
 
 
-def board_rows(agency, filters):
-    """Requirements of the agency matching the filters (every page), as ORM objects with owners; one query."""
-    query = (sa.select(Requirement).where(*_conditions(agency, filters, utcnow().date()))
-             .options(sa.orm.joinedload(Requirement.owner)).order_by(Requirement.sort_key, Requirement.id))
-    return db.session.execute(query).unique().scalars().all()
+def matching_ids(agency, filters):
+    """Ids of every requirement matching the filters, on every page (bulk edit's "select all"); one query."""
+    return db.session.execute(
+        sa.select(Requirement.id).where(*_conditions(agency, filters, utcnow().date()))).scalars().all()
 
 
 # The columns a board row shows: plain values (no ORM entities), so a page of 100 rows is cheap to load.
@@ -329,28 +328,6 @@ def due_state(row, today):
         return ""
     days = (row.due_date - today).days
     return "overdue" if days < 0 else ("soon" if days <= SOON_DAYS else "")
-
-
-def evidence_summary(agency, requirement_id=None, ids=None):
-    """{requirement_id: {"total": n, "submitted": n, "accepted": n, "returned": n}} for current versions,
-    of one requirement, of `ids`, or of the whole agency."""
-    query = (sa.select(Evidence.requirement_id, Evidence.review_state, sa.func.count())
-             .join(Requirement, Requirement.id == Evidence.requirement_id)
-             .where(Requirement.agency_id == agency.id, Evidence.superseded.is_(False))
-             .group_by(Evidence.requirement_id, Evidence.review_state))
-    if requirement_id is not None:
-        query = query.where(Evidence.requirement_id == requirement_id)
-    if ids is not None:
-        if not ids:
-            return {}
-        query = query.where(Evidence.requirement_id.in_(ids))
-    rows = db.session.execute(query).all()
-    summary = {}
-    for req_id, state, n in rows:
-        entry = summary.setdefault(req_id, {"total": 0, "submitted": 0, "accepted": 0, "returned": 0})
-        entry[state] += n
-        entry["total"] += n
-    return summary
 
 
 def disagreement_flags(agency, rows):

@@ -426,8 +426,8 @@ def _bulk_versions(agency, form_data):
         modules = _modules()
         owners = board_service.owner_choices(agency.id)
         filters = board_service.BoardFilters.from_args(filter_args, {m.key for m in modules}, [u.id for u in owners])
-        for r in board_service.board_rows(agency, filters):
-            versions.setdefault(r.id, None)
+        for req_id in board_service.matching_ids(agency, filters):
+            versions.setdefault(req_id, None)
     return versions
 
 
