@@ -266,9 +266,16 @@ def test_the_report_the_package_and_the_backup_carry_a_checkpoint(app, db, clien
 
     from tracker.services.backup import backup
 
-    if db.engine.dialect.name == "sqlite":
+    if db.engine.dialect.name == "sqlite":  # (pg_dump's backup is in tests/reliability)
+        rows = db.session.execute(sa.select(sa.func.count(AuditCheckpoint.id))).scalar()
         result = backup(tmp_path / "backup")
         assert result["audit_checkpoint"]["event_id"] >= checkpoint.event_id
+        assert result["audit_checkpoint"]["reason"] == "backup"
+        # Signed from the copy: no row written in the live database during the backup, a file in the folder.
+        assert db.session.execute(sa.select(sa.func.count(AuditCheckpoint.id))).scalar() == rows
+        assert any(json.loads(p.read_text())["reason"] == "backup" for p in _folder(app).glob("*.json"))
+        code, output = _verify(app, "--checkpoint", str(tmp_path / "backup" / "manifest.json"))
+        assert code == 0, output
 
 
 def test_admin_page_shows_the_public_key(app, db, client, auth):

@@ -496,11 +496,13 @@ CASES = {
     },
     "auth.create_token": {
         "api": Case("officer", lambda db, w: "/account/tokens", expect=200,
-                    data=lambda db, w: {"kind": "api", "name": "nightly export"}),
+                    data=lambda db, w: {"kind": "api", "name": "nightly export", "current_password": PASSWORD}),
         "calendar": Case("officer", lambda db, w: "/account/tokens", expect=200,
-                         data=lambda db, w: {"kind": "calendar", "agency": "agency-a"}),
+                         data=lambda db, w: {"kind": "calendar", "agency": "agency-a", "current_password": PASSWORD}),
     },
     "auth.revoke_token": {"api": Case("officer", lambda db, w: f"/account/tokens/{_token_id(db, w)}/revoke")},
+    "auth.rotate_token": {"api": Case("officer", lambda db, w: f"/account/tokens/{_token_id(db, w)}/rotate", expect=200,
+                                      data=lambda db, w: {"current_password": PASSWORD})},
     "admin.agency_new": {"create": Case("admin", lambda db, w: "/admin/agencies/new", data=lambda db, w: _agency_form(
         w, name="New Town PD", slug="new-town"))},
     "admin.agency_edit": {
@@ -511,7 +513,7 @@ CASES = {
     },
     "admin.agency_adopt": {"adopt": Case("admin", lambda db, w: "/admin/agencies/agency-b/adopt",
                                          data=lambda db, w: {"modules": ["cit"]})},
-    "admin.user_create": {"officer": Case("admin", lambda db, w: "/admin/users", data=lambda db, w: {
+    "admin.user_create": {"officer": Case("admin", lambda db, w: "/admin/users", expect=201, data=lambda db, w: {
         "email": "new.person@example.org", "name": "New Person", "role": "officer", "agency_id": str(w["a"].id)})},
     "admin.user_action": {
         "unlock": Case("admin", _user_action("unlock"), prepare=lambda app, db, w, a: _set(

@@ -7,6 +7,7 @@ import time_machine
 from tests.conftest import csrf_from
 from tests.factories import PASSWORD, make_agency, make_user
 from tracker.models import AuditEvent, User, UserSession, utcnow
+from tracker.services import accounts
 
 
 def _events(db, action):
@@ -60,7 +61,9 @@ def test_lockout_after_five_failures_until_admin_release(client, db, app):
         r = client.post("/login", data={"email": user.email, "password": "wrong-password-x", "csrf_token": token})
         assert r.status_code == 401
     db.session.rollback()  # end the read snapshot; see what requests committed
-    assert db.session.get(User, user.id).locked_at is not None
+    # Locked for the address the failures came from (the test client's), not for every address (issue 19).
+    assert [(b.source, b.locked_until) for b in accounts.locked_sources(db.session.get(User, user.id))] == [
+        ("127.0.0.1", None)]
     # The right password no longer works, with the same message as a wrong one.
     r = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
     assert r.status_code == 401
@@ -87,6 +90,7 @@ def test_failures_outside_window_do_not_lock(client, db):
             client.post("/login", data={"email": user.email, "password": "wrong-password-x", "csrf_token": token})
     db.session.rollback()  # end the read snapshot; see what requests committed
     assert db.session.get(User, user.id).locked_at is None
+    assert accounts.locked_sources(db.session.get(User, user.id)) == []
 
 
 def test_timed_lockout_mode_unlocks_itself(make_app):

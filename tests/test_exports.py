@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from icalendar import Calendar
 from openpyxl import load_workbook
 
-from tests.factories import make_agency, make_module, make_requirement, make_user
+from tests.factories import PASSWORD, make_agency, make_module, make_requirement, make_user
 from tracker.models import ApiToken, Evidence, Membership, Requirement
 from tracker.services import exports, monitoring
 from tracker.storage import get_store
@@ -218,7 +218,7 @@ def test_xlsx_export_survives_control_characters_from_an_import(client, auth, wo
 # --- calendar feed -------------------------------------------------------------------------------
 
 def _create_feed(auth, slug="agency-a"):
-    response = auth.post("/account/tokens", {"kind": "calendar", "agency": slug})
+    response = auth.post("/account/tokens", {"kind": "calendar", "agency": slug, "current_password": PASSWORD})
     assert response.status_code == 200
     url = _secret_from(response.get_data(as_text=True))
     return urlsplit(url).path
@@ -248,7 +248,7 @@ def test_calendar_feed_has_one_event_per_dated_active_requirement(app, client, a
 
 def test_calendar_feed_token_cannot_be_made_for_another_agency(client, auth, world, db):
     auth.login("committee@example.test")
-    response = auth.post("/account/tokens", {"kind": "calendar", "agency": "agency-b"})
+    response = auth.post("/account/tokens", {"kind": "calendar", "agency": "agency-b", "current_password": PASSWORD})
     assert response.status_code == 303 and response.headers["Location"] == "/account#tokens"
     assert ("Not created: Choose the agency whose deadlines the calendar shows."
             in client.get("/account").get_data(as_text=True))
@@ -293,7 +293,7 @@ def test_calendar_token_of_a_disabled_user_is_404(app, client, auth, world, db):
 
 def test_api_token_is_not_a_calendar_token(app, client, auth, world):
     auth.login("officer@example.test")
-    response = auth.post("/account/tokens", {"kind": "api", "name": "script"})
+    response = auth.post("/account/tokens", {"kind": "api", "name": "script", "current_password": PASSWORD})
     secret = _secret_from(response.get_data(as_text=True))
     assert app.test_client().get(f"/calendar/{secret}.ics").status_code == 404
 

@@ -8,7 +8,15 @@ import pytest
 import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 
-from tests.factories import make_agency, make_module, make_recommendation, make_requirement, make_source, make_user
+from tests.factories import (
+    PASSWORD,
+    make_agency,
+    make_module,
+    make_recommendation,
+    make_requirement,
+    make_source,
+    make_user,
+)
 from tracker.models import ApiToken, Comment, Evidence, EvidenceReview, Membership
 from tracker.services import monitoring
 
@@ -256,7 +264,7 @@ def test_api_findings_are_current_and_paginated(client, auth, world):
 # --- API tokens ----------------------------------------------------------------------------------
 
 def _create_api_token(auth, name="monthly report script"):
-    response = auth.post("/account/tokens", {"kind": "api", "name": name})
+    response = auth.post("/account/tokens", {"kind": "api", "name": name, "current_password": PASSWORD})
     assert response.status_code == 200
     return _secret_from(response.get_data(as_text=True))
 
@@ -330,7 +338,8 @@ def test_token_follows_membership_changes(app, client, auth, world, db):
 def test_api_token_is_stored_hashed(client, auth, world, db):
     login(auth, world, "officer")
     secret = _create_api_token(auth)
-    calendar_url = _secret_from(auth.post("/account/tokens", {"kind": "calendar", "agency": "agency-a"})
+    calendar_url = _secret_from(auth.post("/account/tokens", {"kind": "calendar", "agency": "agency-a",
+                                                                "current_password": PASSWORD})
                                 .get_data(as_text=True))
     calendar_secret = calendar_url.rsplit("/", 1)[1].removesuffix(".ics")
     rows = db.session.execute(sa.text("SELECT * FROM api_token")).mappings().all()
@@ -348,7 +357,7 @@ def test_api_token_is_stored_hashed(client, auth, world, db):
 
 def test_api_token_needs_a_name(client, auth, world, db):
     login(auth, world, "officer")
-    response = auth.post("/account/tokens", {"kind": "api", "name": "  "})
+    response = auth.post("/account/tokens", {"kind": "api", "name": "  ", "current_password": PASSWORD})
     assert response.status_code == 303
     assert db.session.execute(sa.select(sa.func.count()).select_from(ApiToken)).scalar() == 0
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from tracker import input_guard
 from tracker.config import ensure_secret_key, from_env
 from tracker.signing import ensure_signing_key
 
@@ -32,6 +33,7 @@ def _configure(app, overrides):
         app.config.from_mapping(overrides)
     ensure_secret_key(app.config, app.instance_path)
     ensure_signing_key(app.config)
+    input_guard.init_app(app)  # the int converter must be in place before the blueprints
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A database file has no server connection to lose: pinging it is one more statement per request.
         options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
@@ -58,9 +60,9 @@ def _init_extensions(app):
 
     cache.init_app(app)
 
-    from tracker.services import checkpoints
+    from tracker import anchoring
 
-    checkpoints.init_app(app)
+    anchoring.init_app(app)
 
 
 def _register_handlers(app):

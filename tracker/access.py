@@ -71,24 +71,33 @@ def nav_agencies(limit=6):
 
 def role_in(agency):
     """'admin', the membership role, or None."""
+    return _role_for(agency.id)
+
+
+def _role_for(agency_id):
     if not current_user.is_authenticated:
         return None
     if current_user.is_admin:
         return "admin"
     if "memberships" in g:
-        return next((m.role for m in g.memberships if m.agency_id == agency.id), None)
+        return next((m.role for m in g.memberships if m.agency_id == agency_id), None)
     # A user may belong to many agencies; a page about one needs one membership row.
     return db.session.execute(sa.select(Membership.role).where(
-        Membership.user_id == current_user.id, Membership.agency_id == agency.id)).scalar_one_or_none()
+        Membership.user_id == current_user.id, Membership.agency_id == agency_id)).scalar_one_or_none()
 
 
 def agency_or_404(slug, roles=None):
-    """Load an agency the current user belongs to; 404 outside scope, 403 for a role not in `roles`."""
-    agency = db.session.execute(sa.select(Agency).where(Agency.slug == slug)).scalar_one_or_none()
-    role = role_in(agency) if agency is not None else None
-    if role is None:
-        if agency is not None:
-            _log_denied(agency)
+    """Load an agency the current user belongs to; 404 outside scope, 403 for a role not in `roles`.
+
+    Another agency's slug and a slug that does not exist take the same path (issue 19): the membership query
+    runs for both (with an id no agency has) and both write the denial line, so timing tells them apart no
+    more than the answer does."""
+    # Nothing eager with it (the agency's instruments load when a page uses them): a found row costs no more.
+    agency = db.session.execute(sa.select(Agency).where(Agency.slug == slug)
+                                .options(sa.orm.lazyload("*"))).scalar_one_or_none()
+    role = _role_for(agency.id if agency is not None else 0)
+    if role is None or agency is None:
+        _log_denied(slug)
         abort(404)
     if roles is not None and role not in roles and role != "admin":
         abort(403)
@@ -112,13 +121,13 @@ def may_download(evidence):
     return evidence.visibility == "shareable" or sees_restricted_evidence()
 
 
-def _log_denied(agency):
+def _log_denied(slug):
     from flask import request
 
     from tracker.services.audit import log_security
 
     log_security("authz.denied", outcome="failure", ip=request.remote_addr, path=request.path,
-                 method=request.method, agency=agency.slug,
+                 method=request.method, agency=str(slug)[:100],
                  actor=current_user.email if current_user.is_authenticated else "anonymous")
 
 

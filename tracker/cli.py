@@ -153,7 +153,9 @@ def audit_checkpoint(if_due):
     if not checkpoints.enabled():
         _fail("Audit checkpoints are off (AUDIT_CHECKPOINTS=off): nothing signed.")
     if if_due:
-        made = checkpoints.make_if_due()
+        from tracker import anchoring
+
+        made = anchoring.make_if_due()
     else:
         made = checkpoints.make("manual")
         db.session.commit()

@@ -10,7 +10,7 @@ from openpyxl import load_workbook
 from playwright.sync_api import expect
 
 from tests.browser.test_foundation_journey import sign_in
-from tests.factories import make_user
+from tests.factories import PASSWORD, make_user
 from tracker.extensions import db
 from tracker.models import ComplianceLevel, ComplianceScale, Requirement
 from tracker.services import agencies, monitoring, requirements
@@ -160,6 +160,7 @@ def test_committee_member_reads_dashboard_exports_prints_and_subscribes(
     expect(page).to_have_title("Your account · Consent-decree tracker")
     check_a11y(page)
     page.get_by_label("Agency for a calendar feed").select_option(label=AGENCY)
+    page.get_by_label("Your current password, to create the calendar feed").fill(PASSWORD)  # issue 19
     page.get_by_role("button", name="Create calendar feed").click()
     expect(page.get_by_role("heading", name="Calendar feed created")).to_be_visible()
     check_a11y(page)

@@ -3,6 +3,7 @@ app sends back redirects to the host a client named (every redirect is a local p
 import pytest
 
 from tests.conftest import csrf_from
+from tests.factories import PASSWORD
 from tests.security.conftest import signed_in
 
 pytestmark = pytest.mark.security
@@ -45,7 +46,8 @@ def test_forwarded_host_is_ignored_without_a_proxy(trusted, db, world):
     officer = signed_in(trusted, "officer@example.test")
     forged = {"X-Forwarded-Host": EVIL, "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     r = officer.client.post("/account/tokens", headers=forged,
-                            data={"kind": "calendar", "agency": "agency-a", "csrf_token": officer.token})
+                            data={"kind": "calendar", "agency": "agency-a", "csrf_token": officer.token,
+                                  "current_password": PASSWORD})
     assert r.status_code == 200
     html = r.get_data(as_text=True)
     assert EVIL not in html and "http://localhost/calendar/dt_cal_" in html

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.factories import PASSWORD
 from tests.security.conftest import PDF, post_multipart, signed_in
 from tracker.models import (
     ApiToken,
@@ -209,6 +210,7 @@ def test_monitoring_forms_ignore_extra_fields(db, world, staff):
                  {**hostile(world), "filed_on": "2026-01-20", "docket_ref": "Dkt. 9"})
     assert r.status_code == 303
     _only(d, monitoring_period={"state", "filed_on", "docket_ref", "filed_at", "filed_by_id"}, audit_event=1,
+          audit_checkpoint=1,
           notification=2, outbox_message=2)  # both officers are told at once (issue 15)
     period = db.session.get(MonitoringPeriod, period.id)
     assert period.filed_by_id == world["users"]["monitor"].id and period.filed_at.year != 2000
@@ -250,7 +252,8 @@ def test_import_ignores_extra_fields(db, world, staff):
 def test_account_forms_ignore_extra_fields(app, db, world, staff):
     officer = staff["officer"]
     me = world["users"]["officer"]
-    r, d = _post(db, officer, "/account/tokens", {**hostile(world, "kind"), "kind": "api", "name": "script"})
+    r, d = _post(db, officer, "/account/tokens", {**hostile(world, "kind"), "kind": "api", "name": "script",
+                                                  "current_password": PASSWORD})
     assert r.status_code == 200
     _only(d, api_token=1, audit_event=1, notification=1, outbox_message=1)  # "a new token" mail (issue 15)
     token = db.session.execute(sa.select(ApiToken).order_by(ApiToken.id.desc()).limit(1)).scalar_one()
@@ -259,17 +262,19 @@ def test_account_forms_ignore_extra_fields(app, db, world, staff):
 
     # A calendar feed names its agency by slug among the user's own; agency_id is not read.
     r, d = _post(db, officer, "/account/tokens", {**hostile(world, "kind"), "kind": "calendar",
-                                                  "agency": "agency-b"})
+                                                  "agency": "agency-b", "current_password": PASSWORD})
     assert d == {} and r.status_code == 303
 
     r, d = _post(db, officer, "/account", {**hostile(world), "current_password": "correct horse battery staple",
                                            "new_password": "a brand new long passphrase 42"})
     assert r.status_code == 303
-    _only(d, user_account={"password_hash"}, user_session={"revoked_at"}, audit_event=2, notification=1,
+    # The password change also revokes the officer's tokens (issue 19).
+    _only(d, user_account={"password_hash"}, user_session={"revoked_at"}, api_token={"revoked_at", "revoked_reason"},
+          audit_event=3, notification=1,
           outbox_message=1)
     events = db.session.execute(sa.select(AuditEvent.action).order_by(AuditEvent.id.desc())
-                                .limit(2)).scalars().all()
-    assert sorted(events) == ["user.password_change", "user.sessions_revoked"], events
+                                .limit(3)).scalars().all()
+    assert sorted(events) == ["token.revoke_all", "user.password_change", "user.sessions_revoked"], events
     user = db.session.get(User, me.id)
     assert (user.is_admin, user.active, user.email, user.totp_secret, user.failed_logins) == (
         False, True, "officer@example.test", None, 0)
@@ -296,7 +301,7 @@ def test_admin_forms_ignore_extra_fields(db, world, staff):
     r, d = _post(db, admin, "/admin/users", {**hostile(world, "email", "role", "is_admin"),
                                              "email": "new.officer@example.org", "name": "New Officer",
                                              "role": "officer", "agency_id": str(a.id), "is_admin": "1"})
-    assert r.status_code == 303, r.get_data(as_text=True)[-500:]
+    assert r.status_code == 201, r.get_data(as_text=True)[-500:]  # the one-time password page (issue 19)
     _only(d, user_account=1, membership=1, audit_event=2)
     user = db.session.execute(sa.select(User).where(User.email == "new.officer@example.org")).scalar_one()
     assert (user.is_admin, user.active, user.totp_secret, user.failed_logins, user.locked_at) == (
@@ -435,7 +440,9 @@ def _legit(world, db):
         "admin.user_action": lambda: {},
         "auth.account": lambda: {"current_password": "correct horse battery staple",
                                  "new_password": "another long passphrase 77"},
-        "auth.create_token": lambda: {"kind": "api", "name": "sweep"},
+        # After auth.account (its path sorts first) the admin's password is the new one.
+        "auth.create_token": lambda: {"kind": "api", "name": "sweep", "current_password": "another long passphrase 77"},
+        "auth.rotate_token": lambda: {"current_password": "another long passphrase 77"},
         "auth.revoke_token": lambda: {},
         "auth.mfa_setup": lambda: {"code": "000000"},
         "auth.login": None,        # run by a fresh browser below
@@ -617,6 +624,7 @@ def test_every_write_route_ignores_server_only_fields(app, db, world):
              "monitoring.terminate_requirement": 1}
     order.update(policy_order)
     order.update(committee_order)
+    order["auth.revoke_token"] = 1  # after auth.rotate_token: the token rotated is live until then (issue 19)
     rules.sort(key=lambda r: order.get(r.endpoint, 0))
     before = snapshot(db)
     outcomes = {}

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from markupsafe import escape
 
 from tests.conftest import Auth
+from tests.conftest import csrf_from as page_token
 from tests.security.conftest import PDF, assert_clean, injection_problems, post_multipart, signed_in
 from tracker.models import Evidence, MonitoringPeriod, Requirement, User
 
@@ -80,13 +81,16 @@ def stored(app, db, world):
         "name": value("agency"), "slug": "agency-a", "state": "OH", "scale_id": str(a.scale_id), "source_id": "0",
         "effective_date": "2025-01-01", "public_enabled": "y"}), "agency name")
     r = _ok(admin.post("/admin/users", {"email": MAIL, "name": value("username"), "role": "officer",
-                                        "agency_id": str(a.id)}), "user form")
-    page = admin.client.get(r.headers["Location"]).get_data(as_text=True)
-    password = re.search(r"one-time password is (\S+) ", page).group(1)
+                                        "agency_id": str(a.id)}), "user form", 201)  # the one-time password page
+    password = re.search(r'id="one-time-password" readonly value="([^"]+)"', r.get_data(as_text=True)).group(1)
     weird = db.session.execute(sa.select(User).where(User.email == MAIL)).scalar_one()
 
     hostile = Auth(app.test_client())
     assert hostile.login(MAIL, password).status_code == 303
+    # The first sign-in with a one-time password leads to choosing one's own (issue 19).
+    hostile.token = page_token(hostile.client.get("/account").get_data(as_text=True))
+    _ok(hostile.post("/account", {"current_password": password, "new_password": "a passphrase of my own 77"}),
+        "first own password")
     # Two-step set-up: the page then shows the address and an inline SVG QR code made from it.
     _ok(hostile.post("/account/mfa", {"action": "start"}), "start two-step set-up")
 
@@ -103,7 +107,8 @@ def stored(app, db, world):
         "period_start": "2026-02-01", "period_end": "2026-03-31"}, [("file", FILENAME, PDF + b"xss")]), "evidence")
     _ok(officer.post(f"{base}/evidence", {"kind": "link", "url": LINK, "title": value("link-title"),
                                           "visibility": "shareable"}), "link evidence")
-    token_page = _ok(officer.post("/account/tokens", {"kind": "api", "name": value("token")}), "token", 200)
+    token_page = _ok(officer.post("/account/tokens", {"kind": "api", "name": value("token"),
+                                                    "current_password": "correct horse battery staple"}), "token", 200)
     rows = io.StringIO()
     csv.writer(rows).writerows([["paragraph", "title", "text", "module"],
                                 [PARAGRAPH, value("imp-title"), value("imp-text"), "cit"]])

@@ -88,7 +88,16 @@ from tracker.models.requirements import (
     Requirement,
     StatusChange,
 )
-from tracker.models.users import AGENCY_ROLES, ROLES, ApiToken, FormSubmission, Membership, User, UserSession
+from tracker.models.users import (
+    AGENCY_ROLES,
+    ROLES,
+    ApiToken,
+    FormSubmission,
+    LoginBlock,
+    Membership,
+    User,
+    UserSession,
+)
 
 __all__ = [
     "AGENCY_ROLES", "APPROVAL_KINDS", "ASSESSMENT_KINDS", "ASSESSMENT_STATUSES", "CADENCES", "CADENCE_MONTHS",
@@ -102,6 +111,7 @@ __all__ = [
     "CommitteeRecommendation", "CommitteeResponse", "ComplianceLevel", "ComplianceScale", "DeadlineChange",
     "DecreeSection", "DocumentFile", "DocumentRequest", "DocumentRequestAnswer", "DocumentRequestExtension",
     "Evidence", "EvidenceReview", "Finding", "FindingAssessment", "FindingResponse", "FormSubmission", "Indicator",
+    "LoginBlock",
     "IndicatorValue", "Instrument", "Meeting", "Membership", "Methodology", "Module", "MonitoringPeriod",
     "Notification", "NotificationPreference", "Occurrence", "OutboxMessage", "PlanItem", "PolicyComment",
     "PolicyDocument", "PolicyVersion", "Recommendation", "Requirement", "RequirementFollow", "RequirementLink",

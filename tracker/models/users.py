@@ -31,6 +31,8 @@ class User(Timestamped, Base):
     totp_secret: so.Mapped[str | None] = so.mapped_column(sa.String(64))
     totp_pending_secret: so.Mapped[str | None] = so.mapped_column(sa.String(64))
     totp_last_step: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    # Set by an administrator's new account or password reset: the first sign-in asks for a new password.
+    must_change_password: so.Mapped[bool] = so.mapped_column(default=False)
 
     memberships: so.Mapped[list["Membership"]] = so.relationship(
         back_populates="user", cascade="all, delete-orphan"
@@ -101,11 +103,39 @@ class ApiToken(Base):
     token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
     prefix: so.Mapped[str] = so.mapped_column(sa.String(12))
     created_at: so.Mapped[datetime]
+    # Every token ends: 90 days by default, 365 at most (issue 19).
+    expires_at: so.Mapped[datetime]
     last_used_at: so.Mapped[datetime | None]
     revoked_at: so.Mapped[datetime | None]
+    # Why it ended before its time, shown on the account page: "revoked", "rotated", "password change", ...
+    revoked_reason: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
 
     user: so.Mapped[User] = so.relationship(lazy="joined")
     agency = so.relationship("Agency")
+
+    def state(self, now):
+        """live, expired or revoked."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= now else "live"
+
+
+class LoginBlock(Base):
+    """Failed sign-ins (and wrong current passwords) of one account from one source address, and the lock they
+    caused. Locking the account for that source only keeps an attacker from locking its holder out (issue 19)."""
+
+    __tablename__ = "login_block"
+    __table_args__ = (sa.UniqueConstraint("user_id", "source"),)
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user_account.id"))
+    source: so.Mapped[str] = so.mapped_column(sa.String(64))
+    failures: so.Mapped[int] = so.mapped_column(default=0)
+    first_failed_at: so.Mapped[datetime | None]
+    locked_at: so.Mapped[datetime | None]
+    # The lock lifts at this time; None while locked means until an administrator releases it (LOCKOUT_MODE=admin).
+    locked_until: so.Mapped[datetime | None]
+    # Locks this source caused on this account: each one lasts twice as long as the one before.
+    locks: so.Mapped[int] = so.mapped_column(default=0)
 
 
 class FormSubmission(Base):

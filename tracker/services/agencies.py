@@ -33,8 +33,14 @@ AGENCY_FIELDS = AGENCY_COLUMNS + PRIMARY_TERMS
 
 
 def add_months(start, months):
+    """start + months, the day kept where the month has it; beyond the calendar's ends, its last or first day
+    (a year-9999 date stored before dates were bounded must not make a page answer 500)."""
     month_index = start.month - 1 + months
     year, month = start.year + month_index // 12, month_index % 12 + 1
+    if year > date.max.year:
+        return date.max
+    if year < date.min.year:
+        return date.min
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
 
 

@@ -31,8 +31,6 @@ def backup(target):
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} exists and is not empty; choose a new folder.")
     target.mkdir(parents=True, exist_ok=True)
-    # Signed before the copy, so the copy holds it and the chain it signs; the manifest keeps it outside too.
-    checkpoint = checkpoints.current("backup")
     url = db.engine.url
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -45,7 +43,8 @@ def backup(target):
     manifest = {
         "created_at": utcnow().isoformat() + "Z", "database": db_file.name, "backend": backend,
         "evidence_files": copied, "audit_head": {"id": head[0], "hash": head[1]} if head else None,
-        "audit_checkpoint": checkpoints.document(checkpoint) if checkpoint else None,
+        # The copy's own head, signed (not stored in the live database: no write during the backup).
+        "audit_checkpoint": checkpoints.unstored("backup", *head) if head else None,
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
     os.sync()
@@ -61,7 +60,8 @@ def _copy_sqlite(url, db_file):
         # keep working and cannot restart it (a stepwise copy restarts after every write).
         source.backup(dest, pages=-1)
         check = dest.execute("PRAGMA integrity_check").fetchone()[0]
-        head = dest.execute("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1").fetchone()
+        head = dest.execute("SELECT id, hash, (SELECT count(*) FROM audit_event) FROM audit_event "
+                            "ORDER BY id DESC LIMIT 1").fetchone()
     finally:
         dest.close()
         source.close()
@@ -75,6 +75,9 @@ def _dump_postgresql(url, db_file):
     # Read before the dump starts: the chain only grows, so the dump holds at least this event.
     head = db.session.execute(
         sa.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    if head is not None:
+        head = (*head, db.session.execute(sa.select(sa.func.count()).select_from(AuditEvent)
+                                         .where(AuditEvent.id <= head[0])).scalar())
     db.session.rollback()
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:

@@ -7,10 +7,10 @@ monitors keep it. `flask audit verify` then checks that the chain still reaches 
 with the same hash and count: deleting the newest events, truncating the table or recomputing every hash
 with the app's own function no longer verifies.
 
-Made: in the filing of a monitoring period (in its transaction), for each backup, period report and
-evidence package (in a transaction of its own, only when the head moved since the newest checkpoint), by
-`flask audit checkpoint`, and at least every AUDIT_CHECKPOINT_MINUTES while there are events no checkpoint
-covers (checked after write requests, and by `flask audit checkpoint --if-due` from cron).
+Made: in the filing of a monitoring period (in its transaction), by `flask audit checkpoint`, from each
+backup's copy (not stored), and, in transactions of their own (tracker/anchoring.py, as a service never
+commits), for each period report and evidence package when the head moved since the newest checkpoint and at
+least every AUDIT_CHECKPOINT_MINUTES while there are events no checkpoint covers.
 """
 import json
 import logging
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import current_app, request
+from flask import current_app
 
 from tracker import signing
 from tracker.extensions import db
@@ -29,7 +29,9 @@ from tracker.models import AuditCheckpoint, AuditEvent, utcnow
 
 FORMAT = "decree-tracker-audit-checkpoint/1"
 REASONS = ("manual", "hourly", "period_filed", "backup", "report", "evidence_package")
-CHECK_EVERY = timedelta(minutes=5)  # how often a worker looks whether the hourly checkpoint is due
+# Signed from a backup's own copy, never stored as a row (a write on the live database would take SQLite's write
+# lock during the copy): the manifest and AUDIT_CHECKPOINT_DIR keep them.
+UNSTORED = ("backup",)
 log = logging.getLogger("tracker.security")
 _PENDING = "audit_checkpoint_files"
 
@@ -79,7 +81,7 @@ def public_key():
     return signing.key_id(key), signing.public_text(key)
 
 
-def _head(session):
+def head_of(session):
     return session.execute(sa.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
 
 
@@ -88,8 +90,8 @@ def latest(session=None):
     return session.execute(sa.select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)).scalar_one_or_none()
 
 
-def _sign_head(session, reason):
-    head = _head(session)
+def sign_head(session, reason):
+    head = head_of(session)
     if head is None:
         return None
     count = session.execute(sa.select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.id <= head.id)).scalar()
@@ -111,25 +113,23 @@ def make(reason):
         raise ValueError(f"unknown checkpoint reason {reason!r}")
     if not enabled():
         return None
-    return _sign_head(db.session, reason)
+    return sign_head(db.session, reason)
 
 
-def current(reason):
-    """The newest checkpoint if it still signs the head, else a new one made in a transaction of its own (never
-    the request's, which a read keeps free of writes). None when checkpoints are off or there is no event."""
-    if not enabled():
+def unstored(reason, event_id, event_hash, event_count):
+    """A signed document of a head read elsewhere (a backup's copy), written to AUDIT_CHECKPOINT_DIR at once."""
+    if reason not in UNSTORED:
+        raise ValueError(f"{reason!r} checkpoints are stored in the table")
+    if not enabled() or event_id is None:
         return None
-    with so.Session(db.engine, expire_on_commit=False) as session:
-        newest = latest(session)
-        head = _head(session)
-        if head is None or (newest is not None and (newest.event_id, newest.event_hash) == tuple(head)):
-            if newest is not None:
-                session.expunge(newest)  # kept loaded: the rollback would expire it
-            session.rollback()
-            return newest
-        checkpoint = _sign_head(session, reason)
-        session.commit()
-        return checkpoint
+    key = _private_key()
+    checkpoint = AuditCheckpoint(created_at=utcnow(), event_id=event_id, event_hash=event_hash,
+                                 event_count=event_count, reason=reason, database=database_label(),
+                                 key_id=signing.key_id(key.public_key()), signature="")
+    checkpoint.signature = signing.sign(key, signed_fields(document(checkpoint)))
+    doc = document(checkpoint)
+    write_file(doc)
+    return doc
 
 
 def due(session=None, now=None):
@@ -140,43 +140,6 @@ def due(session=None, now=None):
     oldest = session.execute(sa.select(sa.func.min(AuditEvent.created_at)).where(AuditEvent.id > covered)).scalar()
     interval = timedelta(minutes=current_app.config["AUDIT_CHECKPOINT_MINUTES"])
     return oldest is not None and now - oldest >= interval
-
-
-def make_if_due():
-    """The hourly checkpoint, committed in a transaction of its own; returns it, or None when none was due."""
-    if not enabled():
-        return None
-    db.session.rollback()
-    if not due():
-        db.session.rollback()
-        return None
-    checkpoint = _sign_head(db.session, "hourly")
-    db.session.commit()
-    return checkpoint
-
-
-def _after_write_request(response):
-    """At most every CHECK_EVERY per worker, after a write: the hourly checkpoint when it is due. The view has
-    committed its one transaction by now; whatever is left open would be rolled back at teardown anyway (and on
-    SQLite may hold the write lock a second connection would wait for), so the check runs on the request's own
-    session after a rollback."""
-    if request.method in ("GET", "HEAD", "OPTIONS") or response.status_code >= 500 or not enabled():
-        return response
-    state = current_app.extensions.setdefault("audit_checkpoints", {})
-    now = utcnow()
-    if state.get("next_check", now) > now:
-        return response
-    state["next_check"] = now + CHECK_EVERY
-    try:
-        make_if_due()
-    except sa.exc.SQLAlchemyError as exc:
-        db.session.rollback()
-        current_app.logger.warning("hourly audit checkpoint skipped: %s", exc.__class__.__name__)
-    return response
-
-
-def init_app(app):
-    app.after_request(_after_write_request)
 
 
 # --- files outside the database --------------------------------------------------------------------------
@@ -311,7 +274,7 @@ def _collect(report, keys, given):
             continue  # another installation's checkpoint in a shared folder
         docs.setdefault(_key(doc), (doc, f"file {path}"))
         if doc.get("database") == label and doc.get("signature") not in in_table \
-                and not _signature_problem(doc, keys):
+                and doc.get("reason") not in UNSTORED and not _signature_problem(doc, keys):
             report.problems.append(f"{_label(doc)} in {path} is missing from the database: audit_checkpoint rows "
                                    "were deleted")
     valid = []

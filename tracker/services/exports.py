@@ -6,7 +6,7 @@ import json
 import re
 import tempfile
 import zipfile
-from datetime import timedelta
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 from icalendar import Calendar, Event
@@ -117,6 +117,20 @@ def csv_stream(rows, columns=MATRIX_COLUMNS):
     yield buffer.getvalue()
 
 
+def sheet_name(text, used):
+    """A title Excel accepts: none of / \\ ? * [ ] :, not starting or ending with an apostrophe, 31 characters at
+    most, not the reserved "History", and unique in the workbook (case-insensitively). `used` collects them."""
+    name = re.sub(r"[/\\?*\[\]:]", "-", text or "").strip().strip("'").strip()[:31].strip().strip("'")
+    if not name or name.lower() == "history":
+        name = "Requirements"
+    base, n = name, 2
+    while name.lower() in used:
+        suffix = f" ({n})"
+        name, n = base[:31 - len(suffix)] + suffix, n + 1
+    used.add(name.lower())
+    return name
+
+
 def xlsx_file(rows, title, columns=MATRIX_COLUMNS, extra_sheets=()):
     """Write an XLSX (openpyxl write-only mode) to a temporary file and return it, rewound.
     `extra_sheets`: further (title, columns, rows) sheets, e.g. the document requests (issue 13)."""
@@ -126,8 +140,9 @@ def xlsx_file(rows, title, columns=MATRIX_COLUMNS, extra_sheets=()):
     from openpyxl.styles import Font
 
     workbook = Workbook(write_only=True)
-    for sheet_title, sheet_columns, sheet_rows in ((title[:31] or "Requirements", columns, rows), *extra_sheets):
-        sheet = workbook.create_sheet(title=sheet_title)
+    used = set()
+    for sheet_title, sheet_columns, sheet_rows in ((title, columns, rows), *extra_sheets):
+        sheet = workbook.create_sheet(title=sheet_name(sheet_title, used))
         header = []
         for name in sheet_columns:
             cell = WriteOnlyCell(sheet, value=name)
@@ -166,7 +181,7 @@ def calendar(agency, base_url):
         event.add("uid", f"requirement-{r.id}@{agency.slug}.decree-tracker")
         event.add("dtstamp", stamp)
         event.add("dtstart", r.due_date)
-        event.add("dtend", r.due_date + timedelta(days=1))
+        event.add("dtend", day_after(r.due_date))
         # A recurring duty shows its open occurrence (the next due date); completing it moves the event.
         event.add("summary", f"{r.code} due: {r.title}" + (f" ({r.label})" if r.label else ""))
         recurs = f"\nRecurs: {cadence_label(r.cadence_months)}" if r.cadence_months else ""
@@ -182,11 +197,17 @@ def calendar(agency, base_url):
     for uid, day, summary, description, path in policies.calendar_events(agency):
         event = Event()
         for name, value in (("uid", f"{uid}@{agency.slug}.decree-tracker"), ("dtstamp", stamp), ("dtstart", day),
-                            ("dtend", day + timedelta(days=1)), ("summary", summary), ("description", description),
+                            ("dtend", day_after(day)), ("summary", summary), ("description", description),
                             ("url", f"{base_url}{path}")):
             event.add(name, value)
         cal.add_component(event)
     return cal.to_ical()
+
+
+def day_after(day):
+    """The all-day event's end; the last representable day ends on itself rather than overflowing (a date
+    stored before dates were bounded to 1900-2200 must not take a whole feed down)."""
+    return day + timedelta(days=1) if day < date.max else day
 
 
 def period_evidence(agency, period, shareable_only=False):

@@ -175,11 +175,11 @@ def user_create():
         password = accounts.random_password()
         try:
             user = accounts.create_user(form.email.data, password, name=form.name.data or "",
-                                        role=form.role.data, agency=agency, actor=current_user)
+                                        role=form.role.data, agency=agency, actor=current_user, temporary=True)
             db.session.commit()
-            flash(f"User {user.email} created. Their one-time password is {password} — "
-                  "give it to them through a secure channel; it is not shown again.", "success")
-            return redirect(url_for("admin.user_detail", user_id=user.id), code=303)
+            # In this answer only: a flash message would put it in the session cookie, which is signed, not
+            # encrypted. The user must choose their own password at the first sign-in.
+            return render_template("admin/user_created.html", user=user, password=password), 201
         except ValidationFailed as exc:
             db.session.rollback()
             apply_errors(form, exc.errors)
@@ -204,7 +204,8 @@ def _membership_form():
 @bp.get("/users/<int:user_id>")
 def user_detail(user_id):
     user = _user_or_404(user_id)
-    return render_template("admin/user.html", user=user, form=_membership_form(), action_form=EmptyForm())
+    return render_template("admin/user.html", user=user, form=_membership_form(), action_form=EmptyForm(),
+                           locked_sources=accounts.locked_sources(user))
 
 
 @bp.post("/users/<int:user_id>/memberships")
@@ -217,7 +218,8 @@ def membership_add(user_id):
         db.session.commit()
         flash(f"{user.email} is now {form.role.data} in {agency.name}.", "success")
         return redirect(url_for("admin.user_detail", user_id=user.id), code=303)
-    return render_template("admin/user.html", user=user, form=form, action_form=EmptyForm()), 422
+    return render_template("admin/user.html", user=user, form=form, action_form=EmptyForm(),
+                           locked_sources=accounts.locked_sources(user)), 422
 
 
 @bp.post("/users/<int:user_id>/memberships/<int:membership_id>/remove")

@@ -3,6 +3,7 @@ import sqlalchemy as sa
 from flask import Blueprint, g, render_template, send_file
 from flask_login import login_required
 
+from tracker import anchoring
 from tracker.access import agency_or_404, get_scoped_or_404, sees_restricted_evidence
 from tracker.extensions import db
 from tracker.models import Module, MonitoringPeriod, Requirement, utcnow
@@ -36,7 +37,7 @@ def period_report(slug, period_id):
                            deltas=deltas, current=current, visible=visible,
                            headline=monitoring.delta_headline(deltas), requirements=requirements, modules=modules,
                            evidence=evidence, shareable_only=shareable_only, generated=utcnow(),
-                           checkpoint=checkpoints.current("report"))
+                           checkpoint=anchoring.current("report"))
 
 
 @bp.get("/agencies/<slug>/periods/<int:period_id>/evidence-package.zip")
@@ -45,7 +46,7 @@ def period_report(slug, period_id):
 def evidence_package(slug, period_id):
     agency = agency_or_404(slug)
     period = get_scoped_or_404(MonitoringPeriod, period_id, agency)
-    checkpoint = checkpoints.current("evidence_package")
+    checkpoint = anchoring.current("evidence_package")
     out, _count = exports.evidence_package(agency, period, checkpoints.document(checkpoint) if checkpoint else None)
     name = f"{agency.slug}-{period.start_date.isoformat()}-shareable-evidence.zip"
     response = send_file(out, as_attachment=True, download_name=name, mimetype="application/zip")
