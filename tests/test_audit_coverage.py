@@ -461,6 +461,8 @@ COMMITTEE_CASES = {
             "requirement_ids": [str(w["req"].id)], "row_version": _crec_version(db, w, "committee_rec")})},
     "committee.publish_recommendation": {"publish": Case(
         "admin", _crec_url("committee_rec", "/publish"), data=lambda db, w: {"public": "y"})},
+    "committee.settings": {"30 days": Case("admin", lambda db, w: "/agencies/agency-a/committee/settings",
+                                           data=lambda db, w: {"response_days": "30", "chair_id": "0"})},
 }
 
 

@@ -420,3 +420,55 @@ def test_is_overdue_is_judged_against_today(world):
     rec.state = "responded"
     rec.response_due = utcnow().date() - timedelta(days=9)
     assert not committee.is_overdue(rec)
+
+
+# --- the administrator's settings, and e-mail --------------------------------------------------------------
+
+def test_the_admin_sets_the_answer_period_and_the_chair(client, auth, db, world):
+    settings = "/agencies/harbor/committee/settings"
+    _login(auth, world, "officer")
+    assert auth.post(settings, {"response_days": "30", "chair_id": "0"}).status_code == 403
+    _login(auth, world, "admin")
+    page = client.get("/agencies/harbor/committee").get_data(as_text=True)
+    assert "Committee settings" in page and 'value="60"' in page
+    r = auth.post(settings, {"response_days": "30", "chair_id": str(world["users"]["member2"].id)})
+    assert r.status_code == 303
+    chairs = db.session.execute(sa.select(Membership.user_id).where(Membership.agency_id == world["a"].id,
+                                                                    Membership.is_chair.is_(True))).scalars().all()
+    assert chairs == [world["users"]["member2"].id]  # one chair: the former chair is no longer one
+    assert db.session.get(Agency, world["a"].id).committee_response_days == 30
+    event = db.session.execute(sa.select(AuditEvent).where(AuditEvent.action == "committee.settings")).scalar_one()
+    assert event.before == {"committee_response_days": 60, "chair": "chair@example.test"}
+    assert event.after == {"committee_response_days": 30, "chair": "member2@example.test"}
+    # The new chair may change another member's draft.
+    _login(auth, world, "committee")
+    _draft(auth, world)
+    _login(auth, world, "member2")
+    assert _submit(auth, db, _rec(db)).status_code == 303
+    assert _rec(db).response_due == utcnow().date() + timedelta(days=30)
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    ({"response_days": "0", "chair_id": "0"}, "between 1 and 365"),
+    ({"response_days": "400", "chair_id": "0"}, "between 1 and 365"),
+    ({"response_days": "30", "chair_id": "999999"}, "Choose the chair among"),
+])
+def test_bad_settings_name_the_field_and_change_nothing(client, auth, db, world, values, field):
+    _login(auth, world, "admin")
+    r = auth.post("/agencies/harbor/committee/settings", values)
+    assert r.status_code == 422 and field in r.get_data(as_text=True)
+    assert db.session.get(Agency, world["a"].id).committee_response_days == 60
+    assert _audits(db, "committee.settings") == 0
+
+
+def test_submitting_tells_the_officers_and_answering_tells_the_committee(client, auth, db, world):
+    from tracker.models import Notification
+
+    rec = _drafted_and_submitted(auth, db, world)
+    told = db.session.execute(sa.select(Notification.user_id, Notification.category)).all()
+    assert told == [(world["users"]["officer"].id, "committee_recommendation")]
+    _login(auth, world, "officer")
+    assert _answer(auth, rec).status_code == 303
+    told = set(db.session.execute(sa.select(Notification.user_id).where(
+        Notification.category == "committee_response")).scalars())
+    assert told == {world["users"][k].id for k in ("committee", "member2", "chair")}

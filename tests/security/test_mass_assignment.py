@@ -571,6 +571,7 @@ def _committee_legit(world, db):
         "committee.submit_recommendation": lambda: {"row_version": version()},
         "committee.respond": lambda: {"decision": "declined", "reasons": "swept", "row_version": version()},
         "committee.publish_recommendation": lambda: {"public": "y"},
+        "committee.settings": lambda: {"response_days": "45", "chair_id": world["users"]["committee"].id},
     }
     ids = {"meeting_id": lambda: world["meeting"].id, "rec_id": lambda: draft.id}
     return ids, legit, {"committee.respond": 0.95, "committee.publish_recommendation": 0.96}

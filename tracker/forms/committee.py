@@ -5,6 +5,7 @@ from wtforms import (
     BooleanField,
     DateTimeLocalField,
     HiddenField,
+    IntegerField,
     RadioField,
     SelectField,
     SelectMultipleField,
@@ -82,3 +83,13 @@ class ResponseForm(FlaskForm):
 class RecommendationPublishForm(FlaskForm):
     public = BooleanField("Publish this recommendation and the department's answer on the public page")
     submit = SubmitField("Save")
+
+
+class SettingsForm(FlaskForm):
+    response_days = IntegerField("Days the department has to answer a recommendation",
+                                 validators=[DataRequired(message="Enter a number of days between 1 and 365.")],
+                                 description="Counted from submission. Recommendations already submitted keep "
+                                             "their due date.")
+    chair_id = SelectField("Committee chair", coerce=int, validate_choice=False,
+                           description="The chair schedules meetings and may change or submit any draft.")
+    submit = SubmitField("Save committee settings")

@@ -19,13 +19,14 @@ from tracker.models import (
     CommitteeRecommendation,
     CommitteeResponse,
     Meeting,
+    Membership,
     Module,
     Requirement,
     User,
     utcnow,
 )
 from tracker.models.committee import committee_recommendation_requirement, committee_response_requirement
-from tracker.services import audit
+from tracker.services import audit, notifications
 from tracker.services.errors import ValidationFailed
 
 MAX_TEXT = 20_000
@@ -329,6 +330,7 @@ def submit(rec, row_version, *, actor):
     _flush(rec)
     audit.record("committee_recommendation.submit", rec, before={"state": "draft"},
                  after={"state": "submitted", "response_due": rec.response_due}, actor=actor)
+    notifications.recommendation_submitted(rec, actor=actor)
     return rec
 
 
@@ -363,6 +365,7 @@ def respond(rec, values, row_version, *, actor):
                  before={"decision": previous.decision} if previous else {"state": "submitted"},
                  after={"decision": decision, "reasons": reasons, "steps": steps, "response_id": response.id,
                         "requirements": sorted(r.code for r in requirements), "revised": previous is not None})
+    notifications.response_posted(rec, actor=actor)
     return response
 
 
@@ -379,4 +382,49 @@ def set_public(rec, agency, public, *, actor):
     _flush(rec)
     audit.record("committee_recommendation.publish", rec, before={"public": not public}, after={"public": public},
                  actor=actor)
+    return True
+
+
+# --- the agency's committee settings (the administrator) --------------------------------------------------
+
+MAX_RESPONSE_DAYS = 365
+
+
+def committee_members(agency):
+    """[(user, membership)] of the agency's committee members, by name (one query)."""
+    return db.session.execute(
+        sa.select(User, Membership).join(Membership, Membership.user_id == User.id)
+        .where(Membership.agency_id == agency.id, Membership.role == "committee").order_by(User.name, User.email)
+    ).all()
+
+
+def set_settings(agency, response_days, chair_id, *, actor):
+    """The answer period (1-365 days; recommendations already submitted keep their due date) and the chair
+    (one committee member, or none). False when nothing changed."""
+    errors = {}
+    try:
+        days = int(response_days)
+    except (TypeError, ValueError):
+        days = None
+    if days is None or not 1 <= days <= MAX_RESPONSE_DAYS:
+        errors["response_days"] = f"Enter a number of days between 1 and {MAX_RESPONSE_DAYS}."
+    members = committee_members(agency)
+    chair = None
+    if chair_id:
+        chair = next((m for u, m in members if str(u.id) == str(chair_id)), None)
+        if chair is None:
+            errors["chair_id"] = "Choose the chair among this agency's committee members."
+    if errors:
+        raise ValidationFailed(errors)
+    old_chair = next((u.email for u, m in members if m.is_chair), None)
+    before = {"committee_response_days": agency.committee_response_days, "chair": old_chair}
+    for _user, membership in members:
+        membership.is_chair = membership is chair
+    agency.committee_response_days = days
+    after = {"committee_response_days": days,
+             "chair": next((u.email for u, m in members if m is chair), None)}
+    if after == before:
+        return False
+    db.session.flush()
+    audit.record("committee.settings", agency, before=before, after=after, actor=actor)
     return True

@@ -24,6 +24,7 @@ from tracker.forms.committee import (
     RecommendationForm,
     RecommendationPublishForm,
     ResponseForm,
+    SettingsForm,
     VersionForm,
 )
 from tracker.models import CommitteeRecommendation, Meeting, Module, Requirement
@@ -141,12 +142,53 @@ def index(slug):
         if state:
             flash(f"Unknown filter “{state}” ignored; showing all recommendations.", "warning")
         state = ""
+    return _index_page(agency, state)
+
+
+def _index_page(agency, state="", settings_form=None, status=200):
     recs, answers = committee.recommendations(agency, state, drafts=sees_drafts())
+    if settings_form is None and _role() == "admin":
+        settings_form = SettingsForm(formdata=None, response_days=agency.committee_response_days)
+    if settings_form is not None:
+        _settings_choices(agency, settings_form)
     return render_template("committee/index.html", agency=agency, meetings=meetings.meetings(agency),
                            upcoming=meetings.upcoming(agency), recs=recs, answers=answers, state=state,
                            filters={k: v for k, v in committee.LIST_FILTERS.items() if k != "draft" or sees_drafts()},
                            counts=committee.summary(agency), today=committee.today(),
-                           may_edit_meetings=may_edit_meetings(agency), may_draft=may_draft())
+                           may_edit_meetings=may_edit_meetings(agency), may_draft=may_draft(),
+                           settings_form=settings_form), status
+
+
+def _settings_choices(agency, form):
+    members = committee.committee_members(agency)
+    form.chair_id.choices = {0: "No chair", **{u.id: u.display_name for u, _m in members}}
+    if form.chair_id.data is None:
+        form.chair_id.data = next((u.id for u, m in members if m.is_chair), 0)
+    return form
+
+
+@bp.post("/agencies/<slug>/committee/settings")
+@login_required
+def settings(slug):
+    """The administrator sets the answer period and the chair."""
+    agency = agency_or_404(slug)
+    _forbid_unless(_role() == "admin")
+    form = _settings_choices(agency, SettingsForm())
+    errors = {} if form.validate_on_submit() else field_errors(form)
+    if "csrf_token" in errors:
+        abort(400)
+    try:
+        if errors:
+            raise ValidationFailed(errors)
+        changed = committee.set_settings(agency, form.response_days.data, form.chair_id.data, actor=current_user)
+        db.session.commit()
+    except ValidationFailed as exc:
+        db.session.rollback()
+        apply_errors(form, exc.errors)
+        flash("Settings not saved: " + " ".join(exc.errors.values()), "error")
+        return _index_page(agency_or_404(slug), settings_form=form, status=422)
+    flash("Committee settings saved." if changed else "Nothing changed.", "success" if changed else "info")
+    return redirect(url_for("committee.index", slug=slug) + "#settings", code=303)
 
 
 # --- meetings --------------------------------------------------------------------------------------------
