@@ -43,13 +43,15 @@ class EntityForm(FlaskForm):
 
 
 class OccurrenceForm(FlaskForm):
-    completed_on = DateField("Completed on", validators=[DataRequired(message="Enter the date it was completed.")])
-    note = TextAreaField("Note", validators=[Optional(), Length(max=4000)],
+    # Ids of their own: the requirement page also has the status form's "note".
+    completed_on = DateField("Completed on", id="occurrence-completed-on",
+                             validators=[DataRequired(message="Enter the date it was completed.")])
+    note = TextAreaField("Note on this occurrence", id="occurrence-note", validators=[Optional(), Length(max=4000)],
                          description="What was delivered, e.g. the report's docket number.")
     submit = SubmitField("Mark completed")
 
 
 class LinkForm(FlaskForm):
-    code = StringField("Catalog recommendation id", validators=[DataRequired(), Length(max=32)],
+    code = StringField("Catalog recommendation id", id="link-code", validators=[DataRequired(), Length(max=32)],
                        description="e.g. CIT-004")
     submit = SubmitField("Link")
