@@ -300,3 +300,15 @@ def test_the_dashboard_filters_by_responsible_entity(client, auth, db, world):
     oec = client.get(f"{url}?entity={entities['Office of Emergency Communications']}").get_data(as_text=True)
     assert "M-1" in oec and "¶ 131(a)" not in oec
     assert "Unknown responsible entity ignored" in client.get(f"{url}?entity=999").get_data(as_text=True)
+
+
+
+def test_the_dashboard_shows_a_recurring_duty_with_its_cadence(client, auth, db, world):
+    _link_and_recur(db, world)
+    req = world["reqs"]["¶ 131(b)"]
+    req.due_date = date(2025, 1, 1)  # overdue, so it is listed whatever today is
+    db.session.commit()
+    auth.login("officer@example.test")
+    html = client.get("/agencies/agency-a/dashboard").get_data(as_text=True)
+    listed = html.split("Overdue and upcoming deadlines")[1].split("Recent activity")[0]
+    assert "¶ 131(b)" in listed and "Recurs annually" in listed
