@@ -78,8 +78,14 @@ def register(app):
             return jsonify({"error": "bad request", "message": "This host name is not served here."}), 400
         return Response("Bad request: this host name is not served here.\n", status=400, mimetype="text/plain")
 
-    for code in (400, 403, 404, 405, 429):
+    for code in (400, 403, 404, 429):
         app.register_error_handler(code, lambda e, code=code: _render(code))
+
+    @app.errorhandler(405)
+    def method_not_allowed(e):
+        # RFC 9110: a 405 names the methods the address accepts (the API fuzzing found it missing; issue 19).
+        body, status = _render(405)
+        return body, status, {"Allow": ", ".join(sorted(e.valid_methods or []))}
 
     @app.errorhandler(413)
     def too_large(e):
