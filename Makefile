@@ -94,8 +94,9 @@ test-sqlite: $(VENV)/.test-installed
 	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) $(FEATURES) $(COVERAGE)
 	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) tests/reliability
 
-# The feature and security tests connect as PG_APP_ROLE, which may only SELECT and INSERT on the audit
-# tables (scripts/db_roles.py creates it); the last step proves UPDATE/DELETE/TRUNCATE/ALTER are refused to it.
+# The app under test (and the reliability tests' gunicorn) connects as PG_APP_ROLE, which may only SELECT and
+# INSERT on the audit tables (scripts/db_roles.py creates it); the last step proves UPDATE/DELETE/TRUNCATE/ALTER
+# are refused to it.
 PG_APP_ROLE ?= tracker_app
 test-postgres: $(VENV)/.test-installed
 	@url="$${TEST_DATABASE_URL:-$(PG_TEST_URL)}"; \
@@ -103,7 +104,7 @@ test-postgres: $(VENV)/.test-installed
 		echo "PostgreSQL run against $$url, the app as $(PG_APP_ROLE)"; \
 		$(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) && \
 		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" TEST_APP_ROLE=$(PG_APP_ROLE) $(PYTEST) $(FEATURES) && \
-		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" $(PYTEST) tests/reliability && \
+		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" TEST_APP_ROLE=$(PG_APP_ROLE) $(PYTEST) tests/reliability && \
 		$(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) && \
 		$(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) --check; \
 	elif [ -n "$$REQUIRE_POSTGRES" ]; then \

@@ -368,6 +368,23 @@ def _pg_url(url):
     return url
 
 
+def app_role_url(url):
+    """With TEST_APP_ROLE on PostgreSQL (make test-postgres), the servers and `flask` commands connect as that
+    restricted role, which may only SELECT and INSERT on the audit tables (issue 19); the tests' own checks and
+    restores keep the owner's URL."""
+    role = os.environ.get("TEST_APP_ROLE")
+    if not role or not url.startswith("postgresql"):
+        return url
+    from scripts.db_roles import ensure_role, grant_app
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        ensure_role(conn, role)
+        grant_app(conn, role)
+    engine.dispose()
+    return sa.engine.make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
 def libpq_url(url, database=None):
     u = sa.engine.make_url(url)
     if database:
@@ -504,7 +521,7 @@ def deployment(tmp_path_factory):
     else:
         backend, url = "sqlite", f"sqlite:///{work / 'tracker.db'}"
     req_ids, password = build_database(url, evidence_dir)
-    env = server_env(url, evidence_dir)
+    env = server_env(app_role_url(url), evidence_dir)
     server = Gunicorn(env, WORKERS, work / "gunicorn.log")
     server.start()
     d = Deployment(backend, url, evidence_dir, env, server, req_ids, password, work)
