@@ -302,3 +302,29 @@ def test_development_creates_its_key_once_readable_by_the_owner_only(make_app, t
         first_key = checkpoints.public_key()
     with second.app_context():
         assert checkpoints.public_key() == first_key
+
+
+def test_a_busy_database_shows_the_newest_checkpoint_instead_of_failing_the_report(app, db, client, auth,
+                                                                                    monkeypatch):
+    from datetime import date
+
+    from tracker import anchoring
+    from tracker.models import MonitoringPeriod
+
+    agency = make_agency(slug="harbor")
+    make_user("mon@example.test", role="monitor", agency=agency)
+    period = MonitoringPeriod(agency_id=agency.id, name="Report 1", start_date=date(2025, 1, 1),
+                              end_date=date(2025, 6, 30), state="filed")
+    db.session.add(period)
+    db.session.commit()
+    auth.login("mon@example.test")
+    older = checkpoints.make("manual")
+    db.session.commit()
+    _events(db, 1)
+
+    def busy(session, reason):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(anchoring, "sign_head", busy)
+    page = client.get(f"/agencies/harbor/periods/{period.id}/report")
+    assert page.status_code == 200 and older.signature in page.get_data(as_text=True)

@@ -17,7 +17,8 @@ CHECK_EVERY = timedelta(minutes=5)  # how often a worker looks whether the hourl
 
 def current(reason):
     """The newest checkpoint if it still signs the head, else a new one made in a transaction of its own (never
-    the request's, which a read keeps free of writes). None when checkpoints are off or there is no event."""
+    the request's, which a read keeps free of writes). None when checkpoints are off or there is no event. A busy
+    database does not fail the page: the newest checkpoint there is is shown (and logged as not refreshed)."""
     if not enabled():
         return None
     with so.Session(db.engine, expire_on_commit=False) as session:
@@ -28,8 +29,13 @@ def current(reason):
                 session.expunge(newest)  # kept loaded: the rollback would expire it
             session.rollback()
             return newest
-        checkpoint = sign_head(session, reason)
-        session.commit()
+        try:
+            checkpoint = sign_head(session, reason)
+            session.commit()
+        except sa.exc.OperationalError as exc:
+            session.rollback()
+            current_app.logger.warning("audit checkpoint for a %s not made: %s", reason, exc.__class__.__name__)
+            return latest(session)
         return checkpoint
 
 
