@@ -14,7 +14,7 @@ from tracker.models import Requirement
 # Route arguments other than the slug, filled with ids of agency B's objects. A route with an
 # argument missing here fails the matrix, so every new route gets a row.
 OBJECT_ARGS = ("req_id", "evidence_id", "period_id", "request_id", "doc_id", "version_id", "meeting_id", "rec_id",
-               "file_id")
+               "file_id", "indicator_id")
 PUBLIC_PREFIXES = ("/static", "/catalog", "/api/v1/catalog", "/login")
 
 
@@ -53,6 +53,7 @@ def two_agencies(db):
     db.session.flush()
     policy_b, version_b = _policy_of(b)
     meeting_b, file_b, rec_b = _committee_of(b)
+    indicator_b = _indicator_of(b)
     users = {
         "officer": make_user("officer-a@example.test", role="officer", agency=a),
         "monitor": make_user("monitor-a@example.test", role="monitor", agency=a),
@@ -62,11 +63,23 @@ def two_agencies(db):
     global OBJECT_ROUTES
     OBJECT_ROUTES = {"req_id": req_b.id, "evidence_id": evidence_b.id, "period_id": period_b.id,
                      "request_id": request_b.id, "doc_id": policy_b.id, "version_id": version_b.id,
-                     "meeting_id": meeting_b.id, "file_id": file_b.id, "rec_id": rec_b.id}
+                     "meeting_id": meeting_b.id, "file_id": file_b.id, "rec_id": rec_b.id,
+                     "indicator_id": indicator_b.id}
     return a, b, req_b, users
 
 
 OBJECT_ROUTES = {}
+
+
+def _indicator_of(agency):
+    """Issue 14: an indicator of the agency."""
+    from tracker.extensions import db
+    from tracker.models import Indicator
+
+    indicator = Indicator(agency_id=agency.id, key="b-indicator", name="B's indicator")
+    db.session.add(indicator)
+    db.session.flush()
+    return indicator
 
 
 def _committee_of(agency):

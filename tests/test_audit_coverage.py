@@ -428,6 +428,10 @@ def _crec_version(db, w, key):
                     .where(CommitteeRecommendation.id == w[key].id)))
 
 
+def _indicator_url(suffix=""):
+    return lambda db, w: f"/agencies/agency-a/indicators/{w['indicator'].id}{suffix}"
+
+
 def _meeting_form(w, **values):
     return {"title": "Spring meeting", "starts_at": "2026-04-02T18:00", "location": "City Hall, room 2",
             "attendee_ids": [str(w["users"]["committee"].id)], **values}
@@ -463,6 +467,23 @@ COMMITTEE_CASES = {
         "admin", _crec_url("committee_rec", "/publish"), data=lambda db, w: {"public": "y"})},
     "committee.settings": {"30 days": Case("admin", lambda db, w: "/agencies/agency-a/committee/settings",
                                            data=lambda db, w: {"response_days": "30", "chair_id": "0"})},
+    # Indicators.
+    "indicators.create": {"own": Case("officer", lambda db, w: "/agencies/agency-a/indicators", data=lambda db, w: {
+        "key": "median-wait", "name": "Median wait for a crisis team", "unit": "minutes", "direction": "down",
+        "frequency": "month", "target_value": "15"})},
+    "indicators.adopt": {"suggested": Case(
+        "officer", lambda db, w: "/agencies/agency-a/indicators/adopt",
+        data=lambda db, w: {"catalog_key": "crisis-arrest", "frequency": "quarter"})},
+    "indicators.update": {"target": Case("officer", _indicator_url(), data=lambda db, w: {
+        "name": "CIT officer on scene", "unit": "percent", "direction": "up", "frequency": "quarter",
+        "target_value": "80", "requirement_ids": [str(w["req"].id)]})},
+    "indicators.add_value": {"typed": Case("officer", _indicator_url("/values"), data=lambda db, w: {
+        "period": "2025-Q2", "numerator_value": "90", "denominator_value": "200"})},
+    "indicators.publish": {"public": Case("admin", _indicator_url("/publish"), data=lambda db, w: {"public": "y"})},
+    "indicators.import_values": {"csv": Case(
+        "officer", lambda db, w: "/agencies/agency-a/indicators/import", multipart=True, data=lambda db, w: {
+            "file": (io.BytesIO(b"indicator,period,value\ncit-on-scene,2025-Q2,45\ncit-on-scene,2025-Q3,50\n"),
+                     "values.csv")})},
 }
 
 

@@ -369,6 +369,18 @@ def _validator(doc, ref):
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+def _indicator_with_values(agency, officer):
+    from tracker.extensions import db
+    from tracker.services import indicators
+
+    ind = indicators.create_indicator(agency, {"key": "cit-on-scene", "name": "CIT officer on scene",
+                                               "unit": "percent", "direction": "up", "frequency": "quarter",
+                                               "target_value": "75"}, actor=officer)
+    for period, value in (("2025-Q1", "40"), ("2025-Q2", "52.5")):
+        indicators.enter_value(ind, {"period": period, "value": value}, actor=officer)
+    db.session.commit()
+
+
 def test_openapi_document_matches_real_responses(app, client, auth, world):
     doc = client.get("/api/v1/openapi.json").json
     assert doc["openapi"].startswith("3.1")
@@ -385,6 +397,12 @@ def test_openapi_document_matches_real_responses(app, client, auth, world):
         ("/agencies", "401"): lambda: anonymous.get(f"{base}/agencies"),
         ("/agencies", "404"): lambda: anonymous.get(f"{base}/agencies", headers={"Authorization": "Bearer dt_api_x"}),
     }
+    # Issue 14: the agency's indicators (one, with two quarters and a target).
+    _indicator_with_values(world["a"], world["users"]["officer"])
+    path = "/agencies/{slug}/indicators"
+    calls[(path, "200")] = lambda: client.get(f"{base}/agencies/agency-a/indicators")
+    calls[(path, "401")] = lambda: anonymous.get(f"{base}/agencies/agency-a/indicators")
+    calls[(path, "404")] = lambda: client.get(f"{base}/agencies/agency-c/indicators")
     for what in ("requirements", "findings"):
         path = f"/agencies/{{slug}}/{what}"
         calls[(path, "200")] = lambda what=what: client.get(f"{base}/agencies/agency-a/{what}?per_page=2&page=2")

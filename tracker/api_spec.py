@@ -90,6 +90,30 @@ FINDING = {
     "additionalProperties": False,
 }
 
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+INDICATOR = {  # issue 14
+    "type": "object",
+    "required": ["key", "name", "definition", "numerator", "denominator", "unit", "direction", "frequency",
+                 "public", "target", "target_date", "latest", "change", "meets_target", "values"],
+    "properties": {
+        "key": {"type": "string"}, "name": {"type": "string"}, "definition": {"type": "string"},
+        "numerator": {"type": "string"}, "denominator": {"type": "string"},
+        "unit": {"enum": ["percent", "count", "minutes", "rate"]}, "direction": {"enum": ["up", "down"]},
+        "frequency": {"enum": ["month", "quarter"]}, "public": {"type": "boolean"},
+        "target": NUMBER_OR_NULL, "target_date": NULLABLE_DATE,
+        "latest": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/IndicatorValue"}]},
+        "change": NUMBER_OR_NULL, "meets_target": {"type": ["boolean", "null"]},
+        "values": {"type": "array", "items": {"$ref": "#/components/schemas/IndicatorValue"}},
+    },
+    "additionalProperties": False,
+}
+INDICATOR_VALUE = {
+    "type": "object", "required": ["period", "value"],
+    "properties": {"period": {"type": "string", "description": "2025-Q1 (quarter) or 2025-03 (month)"},
+                   "value": {"type": "number"}},
+    "additionalProperties": False,
+}
+
 
 def _page_of(ref):
     return {
@@ -135,7 +159,10 @@ def openapi_document():
                                                              "$ref": "#/components/schemas/Agency"}}}},
                         "Requirement": REQUIREMENT, "Finding": FINDING,
                         "RequirementPage": _page_of("#/components/schemas/Requirement"),
-                        "FindingPage": _page_of("#/components/schemas/Finding"), "Error": ERROR},
+                        "FindingPage": _page_of("#/components/schemas/Finding"), "Error": ERROR,
+                        "Indicator": INDICATOR, "IndicatorValue": INDICATOR_VALUE,
+                        "IndicatorList": {"type": "object", "required": ["items"], "properties": {"items": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/Indicator"}}}}},
         },
         "security": [{"bearer": []}, {"session": []}],
         "paths": {
@@ -150,5 +177,10 @@ def openapi_document():
             "/agencies/{slug}/findings": {"get": {
                 "summary": "Current findings by monitoring period", "parameters": [SLUG, *PAGING],
                 "responses": {"200": _json("#/components/schemas/FindingPage", "A page"), **ERRORS}}},
+            "/agencies/{slug}/indicators": {"get": {
+                "summary": "An agency's outcome indicators with targets and their overall values by period",
+                "parameters": [SLUG],
+                "responses": {"200": _json("#/components/schemas/IndicatorList", "Indicators"),
+                              "401": ERRORS["401"], "404": ERRORS["404"]}}},
         },
     }

@@ -213,9 +213,19 @@ def committee_world(db, agency, req, evidence, member):
     draft = CommitteeRecommendation(agency_id=agency.id, number=2, title="Publish rosters", body="Monthly.",
                                     state="draft", created_by_id=member.id)
     db.session.add_all([meeting, submitted, draft])
+    # Indicators: one of the agency's with a value, and a catalog suggestion not yet adopted.
+    from tracker.models import CatalogIndicator, Indicator, IndicatorValue
+
+    indicator = Indicator(agency_id=agency.id, key="cit-on-scene", name="CIT officer on scene", unit="percent",
+                          direction="up", frequency="quarter", target_value=75)
+    db.session.add_all([indicator, CatalogIndicator(
+        key="crisis-arrest", module_id=req.module_id, name="Crisis calls ending in arrest", definition="Share.",
+        unit="percent", direction="down")])
+    db.session.flush()
+    db.session.add(IndicatorValue(indicator_id=indicator.id, period_start=date(2025, 1, 1), value=40))
     db.session.flush()
     return {"meeting": meeting, "meeting_doc": meeting.documents[0], "committee_rec": submitted,
-            "draft_rec": draft}
+            "draft_rec": draft, "indicator": indicator}
 
 
 def policy_documents(agency, req, users):

@@ -572,8 +572,18 @@ def _committee_legit(world, db):
         "committee.respond": lambda: {"decision": "declined", "reasons": "swept", "row_version": version()},
         "committee.publish_recommendation": lambda: {"public": "y"},
         "committee.settings": lambda: {"response_days": "45", "chair_id": world["users"]["committee"].id},
+        "indicators.create": lambda: {"key": "swept", "name": "Swept", "unit": "count", "direction": "down",
+                                      "frequency": "month"},
+        "indicators.adopt": lambda: {"catalog_key": "crisis-arrest", "frequency": "quarter"},
+        "indicators.update": lambda: {"name": "Swept indicator", "unit": "percent", "direction": "up",
+                                      "frequency": "quarter", "target_value": "80"},
+        "indicators.add_value": lambda: {"period": "2025-Q2", "value": "45"},
+        "indicators.publish": lambda: {"public": "y"},
+        "indicators.import_values": lambda: ({}, [("file", "values.csv",
+                                                   b"indicator,period,value\ncit-on-scene,2025-Q3,50\n")]),
     }
-    ids = {"meeting_id": lambda: world["meeting"].id, "rec_id": lambda: draft.id}
+    ids = {"meeting_id": lambda: world["meeting"].id, "rec_id": lambda: draft.id,
+           "indicator_id": lambda: world["indicator"].id}
     return ids, legit, {"committee.respond": 0.95, "committee.publish_recommendation": 0.96}
 
 

@@ -50,6 +50,7 @@ def _values(world):
         "code": world["rec"].code, "token": world["cal_secret"], "filename": "app.css",
         "request_id": world["doc_request"].id,
         "meeting_id": world["meeting"].id, "rec_id": world["committee_rec"].id, "file_id": world["meeting_doc"].id,
+        "indicator_id": world["indicator"].id,
         "doc_id": world["public_policy"].id, "version_id": world["public_policy"].versions[0].id,
     }
 

@@ -30,8 +30,11 @@ from tracker.models import (
     ASSESSMENT_KINDS,
     CADENCES,
     CITATION_BASIS,
+    DIRECTIONS,
+    INDICATOR_UNITS,
     LEVEL_KINDS,
     SOURCE_KINDS,
+    CatalogIndicator,
     Citation,
     ComplianceLevel,
     ComplianceScale,
@@ -205,12 +208,25 @@ class ScaleSpec(Spec):
     levels: list[LevelSpec]
 
 
+class IndicatorSpec(Spec):
+    """A suggested outcome indicator (issue 14): what to count and which way is better."""
+    key: plain_text(64)
+    module: plain_text(32)
+    name: plain_text(300)
+    definition: plain_text()
+    numerator: Description = ""
+    denominator: Description = ""
+    unit: one_of(tuple(INDICATOR_UNITS), "unit")
+    direction: one_of(tuple(DIRECTIONS), "direction")
+
+
 class CatalogFile(Spec):
     version: Annotated[int, Field(ge=1)] = 1
     modules: list[ModuleSpec] = []
     sources: list[SourceSpec] = []
     recommendations: list[RecommendationSpec] = []
     compliance_scales: list[ScaleSpec] = []
+    indicators: list[IndicatorSpec] = []
 
 
 # --- reading and validating -----------------------------------------------------------------------
@@ -328,7 +344,7 @@ def _cross_record_problems(catalog, positions, data):
     problems = []
     for name, what, key in (("modules", "module", "key"), ("sources", "source", "key"),
                             ("recommendations", "recommendation", "id"),
-                            ("compliance_scales", "compliance scale", "key")):
+                            ("compliance_scales", "compliance scale", "key"), ("indicators", "indicator", "key")):
         problems += _duplicates([getattr(r, key) for r in getattr(catalog, name)], what, key)
     modules, sources = _declared(data, "modules"), _declared(data, "sources")
     for position, rec in zip(positions.get("recommendations", ()), catalog.recommendations, strict=True):
@@ -338,6 +354,10 @@ def _cross_record_problems(catalog, positions, data):
         for j, citation in enumerate(rec.citations):
             if sources is not None and citation.source not in sources:
                 problems.append(f"{where}, citation #{j + 1}: field 'source': unknown source '{citation.source}'")
+    for position, ind in zip(positions.get("indicators", ()), catalog.indicators, strict=True):
+        if modules is not None and ind.module not in modules:
+            where = _label("indicators", position, data["indicators"][position])
+            problems.append(f"{where}: field 'module': unknown module key '{ind.module}'")
     for position, scale in zip(positions.get("compliance_scales", ()), catalog.compliance_scales, strict=True):
         where = _label("compliance_scales", position, data["compliance_scales"][position])
         if not any(level.kind == "rating" for level in scale.levels):
@@ -409,6 +429,9 @@ def load_catalog(path, *, actor=None):
     db.session.flush()
     _load_recommendations(catalog, modules, sources, report)
     _load_scales(catalog.compliance_scales, report)
+    report.other_changes += _changes(_upsert(_existing(CatalogIndicator), [
+        {**spec.model_dump(exclude={"module"}), "module_id": modules[spec.module].id, "retired_at": None}
+        for spec in catalog.indicators], "key", CatalogIndicator))
     db.session.flush()
     if report.changed:
         audit.record("catalog.load", object_type="catalog", object_id=str(catalog.version), actor=actor,

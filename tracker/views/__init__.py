@@ -31,9 +31,10 @@ def register_blueprints(app):
 
     for module in (plans, document_requests):
         app.register_blueprint(module.bp)
-    from tracker.views import committee  # issue 14: committee meetings and recommendations
+    from tracker.views import committee, indicators  # issue 14: committee meetings and recommendations, indicators
 
     app.register_blueprint(committee.bp)
+    app.register_blueprint(indicators.bp)
     from tracker.views import policies, public_comments, status_report  # issue 16: policies, status report
 
     for module in (policies, public_comments, status_report):

@@ -181,3 +181,12 @@ def findings(slug):
         } for f in rows]
 
     return _paginate(query, serialise, "api.findings", slug=slug)
+
+
+@bp.get("/agencies/<slug>/indicators")
+def indicators(slug):
+    """Issue 14: the agency's indicators, each with its target and overall values by period (two queries)."""
+    from tracker.services import indicators as indicator_service
+
+    _require_user()
+    return jsonify({"items": indicator_service.api_rows(agency_or_404(slug))})
