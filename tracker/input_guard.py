@@ -16,6 +16,8 @@ from werkzeug.routing import IntegerConverter
 INT_MAX = 2**31 - 1
 MIN_YEAR, MAX_YEAR = 1900, 2200
 _NUMBER_FIELD = re.compile(r"(?:^|_)(?:id|ids|page|per_page)$")
+# Ids that are not row numbers: a form's one-time id is hex (services/submissions.py FIELD), digits or not.
+TEXT_IDS = {"submission_id"}
 _INTEGER = re.compile(r"[+-]?\d+")
 _DATE = re.compile(r"([+-]?\d{4,})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
 
@@ -39,7 +41,7 @@ def _too_big(text):
 def problem(name, value):
     """Why this field's value is refused before any view sees it, or None."""
     text = value.strip()
-    if _NUMBER_FIELD.search(name) and _INTEGER.fullmatch(text) and _too_big(text):
+    if name not in TEXT_IDS and _NUMBER_FIELD.search(name) and _INTEGER.fullmatch(text) and _too_big(text):
         return f"{name}: {text[:24]}{'…' if len(text) > 24 else ''} is not a number this tracker uses " \
                f"(whole numbers up to {INT_MAX:,})."
     match = _DATE.fullmatch(text)

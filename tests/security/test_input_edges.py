@@ -91,6 +91,7 @@ def test_the_guard_lets_ordinary_values_through():
     assert problem("due_date", "2200-12-31") is None and problem("due_date", "1900-01-01") is None
     assert problem("page", str(INT_MAX)) is None and problem("narrative", "9" * 40) is None
     assert problem("body", "see 9999-12-31 in the decree") is None  # free text is not a date field
+    assert problem("submission_id", "0" * 32) is None  # a form's one-time id is hex, whatever its digits
 
 
 def test_a_stored_year_9999_due_date_and_period_do_not_break_feeds_or_pages(app, db, world):
