@@ -251,7 +251,7 @@ def test_dashboard_page_tables_and_charts(client, auth, alpha):
 
     t = tables(html)
     assert t["Requirements by agency-reported status"] == [
-        ["Module", "Not started", "In progress", "Implemented", "Not applicable", "Active", "Implemented"],
+        ["Module", "Not started", "In progress", "Implemented", "Not applicable", "Active", "Share implemented"],
         ["CIT", "2", "3", "1", "1", "7", "14%"],
         ["Training", "0", "1", "1", "0", "2", "50%"],
         ["All shown", "2", "4", "2", "1", "9", "22%"],

@@ -141,7 +141,8 @@ def stored(app, db, world):
     _ok(admin.post(f"/agencies/agency-a/requirements/{imported.id}/terminate",
                    {"terminated_on": "2026-01-15", "reference": value("termref")}), "termination")
 
-    # The hostile user writes last, so the dashboard's recent activity shows their address as the actor.
+    # The hostile user writes last, so the dashboard's recent activity names them (by name, never by address:
+    # issue 14).
     _ok(hostile.post(f"{base}/comments", {"body": value("comment2")}), "comment by hostile user")
 
     # Anyone: a failed sign-in with a hostile address lands in the audit log.
@@ -180,7 +181,7 @@ def test_stored_payloads_render_as_text_on_every_page(stored):
         ("officer", f"{base}/row", htmx, [value("username")]),
         ("officer", f"{base}/row?edit=1", htmx, [value("username")]),
         ("officer", f"{imp_base}/row", htmx, [value("imp-title"), PARAGRAPH]),
-        ("officer", "/agencies/agency-a/dashboard", {}, [value("agency"), value("period"), MAIL]),
+        ("officer", "/agencies/agency-a/dashboard", {}, [value("agency"), value("period"), value("username")]),
         ("officer", "/agencies/agency-a/dashboard", {**htmx, "HX-Target": "dashboard-body"}, [value("period")]),
         ("officer", f"/agencies/agency-a/periods/{period.id}/report", {}, [value("agency"), value("period"),
                                                                           value("narrative"), value("ev-title")]),

@@ -245,19 +245,27 @@ def recent_activity(agency, limit=10):
     ).scalars().all()
 
 
+def _upcoming_scope(agency, days, module_key, entity_id):
+    today = utcnow().date()
+    where = [Requirement.agency_id == agency.id, Requirement.is_open, Requirement.terminated_at.is_(None),
+             Requirement.due_date.is_not(None), Requirement.due_date <= today + timedelta(days=days)]
+    if module_key:
+        where.append(Requirement.module_id == sa.select(Module.id).where(Module.key == module_key).scalar_subquery())
+    if entity_id is not None:
+        where.append(Requirement.entity_id == entity_id)
+    return where
+
+
 def upcoming(agency, days=90, limit=15, module_key=None, entity_id=None):
     """Open requirements overdue or due within `days`, soonest first (one module, one entity if given)."""
-    today = utcnow().date()
-    query = (sa.select(Requirement).where(Requirement.agency_id == agency.id, Requirement.is_open,
-                                          Requirement.terminated_at.is_(None), Requirement.due_date.is_not(None),
-                                          Requirement.due_date <= today + timedelta(days=days))
-             .order_by(Requirement.due_date).limit(limit))
-    if module_key:
-        query = query.where(Requirement.module_id == sa.select(Module.id).where(Module.key == module_key)
-                            .scalar_subquery())
-    if entity_id is not None:
-        query = query.where(Requirement.entity_id == entity_id)
-    return db.session.execute(query).scalars().all()
+    return db.session.execute(sa.select(Requirement).where(*_upcoming_scope(agency, days, module_key, entity_id))
+                              .order_by(Requirement.due_date).limit(limit)).scalars().all()
+
+
+def upcoming_total(agency, days=90, module_key=None, entity_id=None):
+    """How many requirements upcoming() would list without its limit (issue 14: the table says how many more)."""
+    return db.session.execute(sa.select(sa.func.count()).select_from(Requirement)
+                              .where(*_upcoming_scope(agency, days, module_key, entity_id))).scalar()
 
 
 SORTS = {

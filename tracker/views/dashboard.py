@@ -1,5 +1,5 @@
 """An agency's dashboard: its measures by module, the trend across monitoring periods, what is due."""
-from flask import Blueprint, flash, render_template, request
+from flask import Blueprint, flash, g, render_template, request
 from flask_login import login_required
 from markupsafe import Markup
 
@@ -7,7 +7,7 @@ from tracker import cache
 from tracker.access import agency_or_404
 from tracker.extensions import db
 from tracker.models import Module
-from tracker.services import dashboard, decree, monitoring
+from tracker.services import activity, committee, dashboard, decree, monitoring, plain_summary
 
 bp = Blueprint("dashboard", __name__)
 
@@ -28,12 +28,14 @@ def agency(slug):
         entity_id = next((e.id for e in entities if str(e.id) == requested_entity), None)
         template = "dashboard/_body.html" if body_only else "dashboard/_content.html"
         names = {m.key: m.name for m in modules}
-        context = _dashboard_context(agency, modules, module_key, entity_id)
+        context = _dashboard_context(agency, modules, module_key, entity_id, names.get(module_key, ""))
         return (render_template(template, entities=entities, entity_id=entity_id, **context), module_key,
                 names.get(module_key, ""), entity_id)
 
+    # The recent activity depends on what the role may see (issue 14): staff, or committee members.
+    audience = "staff" if g.agency_role in activity.STAFF_ROLES else "committee"
     html, module_key, module_name, entity_id = cache.value(
-        "dashboard", (agency.id, body_only, requested, requested_entity), render, agencies=agency.id)
+        "dashboard", (agency.id, body_only, requested, requested_entity, audience), render, agencies=agency.id)
     if requested and not module_key:
         flash(f"Unknown module “{requested}” ignored; showing all modules.", "warning")
     if requested_entity and entity_id is None:
@@ -44,14 +46,17 @@ def agency(slug):
     return render_template("dashboard/agency.html", agency=agency, content=Markup(html))  # noqa: S704 - from Jinja
 
 
-def _dashboard_context(agency, modules, module_key, entity_id=None):
+def _dashboard_context(agency, modules, module_key, entity_id=None, module_name=""):
     per_module, total, shown = dashboard.agency_measures(agency, module_key or None, entity_id)
+    level_classes = dashboard.level_classes(agency)
+    trend = dashboard.trend(agency, module_key or None, entity_id)
     return {
         "agency": agency, "modules": modules, "module_key": module_key, "per_module": per_module, "total": total,
-        "shown": shown,
-        "level_classes": dashboard.level_classes(agency),
-        "trend": dashboard.trend(agency, module_key or None, entity_id),
-        "activity": dashboard.recent_activity(agency),
+        "shown": shown, "level_classes": level_classes, "trend": trend,
+        # Issue 14 §4: the paragraph in plain language, activity as sentences, how many more deadlines.
+        "summary": plain_summary.summary(total, trend, list(level_classes), committee.summary(agency), module_name),
+        "activity": activity.recent(agency, g.agency_role, module_key or None, entity_id),
         "upcoming": dashboard.upcoming(agency, module_key=module_key or None, entity_id=entity_id),
+        "upcoming_total": dashboard.upcoming_total(agency, module_key=module_key or None, entity_id=entity_id),
         "periods": monitoring.periods(agency), "windows": dashboard.WINDOWS,
     }
