@@ -455,3 +455,29 @@ def test_exports_need_sign_in(client, world):
     for url in ("/agencies/agency-a/export.csv", "/agencies/agency-a/export.xlsx"):
         response = client.get(url)
         assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_the_matrix_is_read_in_pages_after_the_last_row_in_decree_order(app, db):
+    """Issue 18: pages of `batch_size` rows keyed on (sort_key, id), so the first row never waits for the
+    whole export and nothing is skipped or repeated across page boundaries."""
+    module = make_module("cit", "Crisis Intervention Teams", 1)
+    agency = make_agency(slug="paged")
+    for code in ("¶ 10", "¶ 2", "¶ 33", "¶ 4", "¶ 1"):
+        make_requirement(agency, module=module, code=code, title=f"Paragraph {code}")
+    db.session.commit()
+    agency_id = agency.id
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.test_request_context("/"):
+        agency = db.session.get(type(agency), agency_id)
+        sa.event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            codes = [row[0] for row in exports.matrix_rows(agency, batch_size=2)]
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert codes == ["¶ 1", "¶ 2", "¶ 4", "¶ 10", "¶ 33"]
+    pages = [s for s in statements if s.lstrip().startswith("SELECT requirement.code")]
+    assert len(pages) == 3  # 2, 2 and 1 rows: each page a LIMIT query after the last (sort_key, id)
