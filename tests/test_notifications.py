@@ -185,6 +185,20 @@ def test_deadline_reminders_are_written_once_per_requirement_threshold_and_day(a
     db.session.rollback()
 
 
+def test_a_recurring_duty_gets_reminders_for_its_open_occurrence_whatever_its_status(app, db, world):  # noqa: F811
+    _clear(db)
+    today = date(2026, 12, 3)
+    req = world["req"]
+    # A quarterly report marked implemented: its next occurrence (the requirement's due date) still binds.
+    req.cadence_months, req.status, req.due_date = 3, "implemented", today + timedelta(days=7)
+    req.owner_id = world["users"]["officer2"].id
+    db.session.commit()
+    written = reminders.run(today)
+    assert [(n.user_id, n.subject) for n in written if "CIT-001" in n.subject] == [
+        (world["users"]["officer2"].id, "[Harbor City PD] CIT-001: deadline approaching")]
+    db.session.rollback()
+
+
 @pytest.mark.parametrize(("days_left", "expected"), [(31, None), (30, "30"), (8, "30"), (7, "7"), (2, "7"),
                                                      (1, "1"), (0, "1"), (-1, "passed"), (-30, "passed"),
                                                      (-31, None)])

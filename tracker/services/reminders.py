@@ -1,10 +1,11 @@
 """Deadline reminders, computed once a day by `flask --app wsgi mail reminders` (or the mail worker).
 
-A requirement still open gets a reminder 30, 7 and 1 days before its due date and one when the date has
-passed; an open document request 7 and 1 days before and when overdue. A reminder missed on its day is
-sent on a later run while it still applies (a 30-day one until 8 days are left; "passed" for 30 days).
-Each notification carries a dedupe key (requirement, due date, threshold, recipient): running again,
-the same day or later, writes nothing twice; a moved due date starts its own reminders.
+A requirement still open (or a recurring duty's open occurrence) gets a reminder 30, 7 and 1 days
+before its due date and one when the date has passed; an open document request 7 and 1 days before and
+when overdue. A reminder missed on its day is sent on a later run while it still applies (a 30-day one
+until 8 days are left; "passed" for 30 days). Each notification carries a dedupe key (requirement, due
+date, threshold, recipient): running again, the same day or later, writes nothing twice; a moved due
+date starts its own reminders.
 """
 from collections import defaultdict
 from datetime import timedelta
@@ -12,7 +13,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from tracker.extensions import db
-from tracker.models import OPEN_STATUSES, Agency, DocumentRequest, Membership, Requirement
+from tracker.models import Agency, DocumentRequest, Membership, Requirement
 from tracker.services import notifications as notes
 
 # (threshold, fewest days left, most days left) -- "passed" covers the 30 days after the date.
@@ -57,7 +58,9 @@ def requirement_reminders(today):
     rows = db.session.execute(
         sa.select(Requirement, Agency).join(Agency, Agency.id == Requirement.agency_id).where(
             Requirement.due_date.between(today - timedelta(days=30), today + timedelta(days=30)),
-            Requirement.status.in_(OPEN_STATUSES), Requirement.terminated_at.is_(None))
+            # is_open: a recurring duty's next occurrence binds whatever the status (its due date is the
+            # open occurrence's), so an implemented duty still gets its reminders.
+            Requirement.is_open, Requirement.terminated_at.is_(None))
         .order_by(Requirement.agency_id, Requirement.due_date, Requirement.id)).all()
     officers = _officers({agency.id for _r, agency in rows})
     following = notes.followers([r.id for r, _a in rows])
