@@ -7,7 +7,7 @@ a daily digest assembled twice is sent once; unsubscribe works without sign-in a
 a user removed from the agency receives nothing more about it; CR/LF in names and titles cannot add headers.
 """
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -23,6 +23,14 @@ from tracker.models import Membership, Notification, NotificationPreference, Out
 from tracker.services import accounts, outbox
 from tracker.services import notifications as notes
 from tracker.services import requirements as req_service
+
+
+@pytest.fixture(autouse=True)
+def _morning_of_december_3():
+    """The tests name moments on 2026-12-03 (09:00 deliveries, 05:00/07:00 digests): the clock starts at
+    08:00 that day and ticks, so messages are written before those moments whatever day the suite runs."""
+    with time_machine.travel(datetime(2026, 12, 3, 8, 0, tzinfo=UTC), tick=True):
+        yield
 
 
 @pytest.fixture
