@@ -34,7 +34,18 @@ from tests.security.conftest import (
     world,  # noqa: F401 - the security suite's populated world, as a fixture here
 )
 from tests.security.test_no_state_change_on_get import _callers, _urls
-from tracker.models import ApiToken, FormSubmission, Membership, MonitoringPeriod, User, utcnow
+from tracker.models import (
+    ApiToken,
+    FormSubmission,
+    Instrument,
+    Membership,
+    MonitoringPeriod,
+    Occurrence,
+    Requirement,
+    RequirementLink,
+    User,
+    utcnow,
+)
 from tracker.services import submissions
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -184,6 +195,22 @@ def _old_form_id(app, db, w, auth):
 def _derived_due_dates(app, db, w, auth):
     w["rec"].deadline_amount, w["rec"].deadline_unit = 180, "days"
     w["req"].due_date, w["req"].due_date_derived = None, True
+    db.session.commit()
+
+
+def _recurring(db, w):
+    """Issue 12: the world's requirement becomes an annual duty with its first occurrence open."""
+    from tracker.services import occurrences
+
+    req = db.session.get(Requirement, w["req"].id)
+    req.cadence_months, req.due_date = 12, req.due_date or date(2026, 1, 1)
+    db.session.flush()
+    occurrences.start(req, req.due_date)
+    db.session.commit()
+
+
+def _linked(db, w):
+    db.session.add(RequirementLink(requirement_id=w["req"].id, recommendation_id=w["rec"].id))
     db.session.commit()
 
 
@@ -379,38 +406,6 @@ POLICY_CASES = {
         "public_name": "Pat Public", "anchor": "p. 2", "body": "Please add a section on youth."})},
 }
 
-# --- issue 15: e-mail preferences, follows, unsubscribe, the outbox ---------------------------------------
-
-def _failed_message(app, db, w, auth):
-    from tracker.models import OutboxMessage
-
-    db.session.add(OutboxMessage(to_addr="officer@example.test", category="account", subject="Your account",
-                                 body_text="Text.", state="failed", attempts=8, last_error="Gave up"))
-    db.session.commit()
-
-
-def _failed_message_id(db, w):
-    from tracker.models import OutboxMessage
-
-    return str(_one(db, sa.select(OutboxMessage.id).where(OutboxMessage.state == "failed")))
-
-
-def _unsubscribe_url(db, w):
-    from tracker.services.notifications import unsubscribe_token
-
-    return f"/unsubscribe/{unsubscribe_token(w['users']['officer'].id, ['comment'])}"
-
-
-NOTIFICATION_CASES = {
-    "notifications.preferences": {"daily comments": Case("officer", lambda db, w: "/account/notifications",
-                                                         data=lambda db, w: {"comment": "immediate"})},
-    "notifications.follow": {"follow": Case("monitor", _req_url("follow"), data=lambda db, w: {"follow": "1"})},
-    "notifications.unsubscribe": {"one click": Case(None, _unsubscribe_url,
-                                                    data=lambda db, w: {"List-Unsubscribe": "One-Click"})},
-    "outbox.retry": {"failed": Case("admin", lambda db, w: "/admin/outbox/retry", prepare=_failed_message,
-                                    data=lambda db, w: {"message_id": _failed_message_id(db, w)})},
-}
-
 # --- issue 14: the advisory committee's meetings and recommendations ----------------------------------------
 
 def _meeting_url(suffix=""):
@@ -486,6 +481,37 @@ COMMITTEE_CASES = {
                      "values.csv")})},
 }
 
+# --- issue 15: e-mail preferences, follows, unsubscribe, the outbox ---------------------------------------
+
+def _failed_message(app, db, w, auth):
+    from tracker.models import OutboxMessage
+
+    db.session.add(OutboxMessage(to_addr="officer@example.test", category="account", subject="Your account",
+                                 body_text="Text.", state="failed", attempts=8, last_error="Gave up"))
+    db.session.commit()
+
+
+def _failed_message_id(db, w):
+    from tracker.models import OutboxMessage
+
+    return str(_one(db, sa.select(OutboxMessage.id).where(OutboxMessage.state == "failed")))
+
+
+def _unsubscribe_url(db, w):
+    from tracker.services.notifications import unsubscribe_token
+
+    return f"/unsubscribe/{unsubscribe_token(w['users']['officer'].id, ['comment'])}"
+
+
+NOTIFICATION_CASES = {
+    "notifications.preferences": {"daily comments": Case("officer", lambda db, w: "/account/notifications",
+                                                         data=lambda db, w: {"comment": "immediate"})},
+    "notifications.follow": {"follow": Case("monitor", _req_url("follow"), data=lambda db, w: {"follow": "1"})},
+    "notifications.unsubscribe": {"one click": Case(None, _unsubscribe_url,
+                                                    data=lambda db, w: {"List-Unsubscribe": "One-Click"})},
+    "outbox.retry": {"failed": Case("admin", lambda db, w: "/admin/outbox/retry", prepare=_failed_message,
+                                    data=lambda db, w: {"message_id": _failed_message_id(db, w)})},
+}
 
 CASES = {
     **NOTIFICATION_CASES,
@@ -571,6 +597,25 @@ CASES = {
     "imports.import_paragraphs": {"csv": Case(
         "officer", lambda db, w: "/agencies/agency-a/import", multipart=True, data=lambda db, w: {
             "file": (io.BytesIO(b"paragraph,title,module\n131(d),Crisis line,cit\n"), "decree.csv")})},
+    # Issue 12: the decree's structure, recurring duties' occurrences, the crosswalk.
+    "decree.save_instrument": {"add": Case("admin", lambda db, w: "/agencies/agency-a/decree/instruments",
+                                           data=lambda db, w: {
+                                               "instrument_id": "", "i-new-short_name": "Settlement 2026",
+                                               "i-new-kind": "settlement_agreement", "i-new-scale_id": str(_one(
+                                                   db, sa.select(Instrument.scale_id).where(
+                                                       Instrument.agency_id == w["a"].id).limit(1)))})},
+    "decree.save_section": {"add": Case("officer", lambda db, w: "/agencies/agency-a/decree/sections",
+                                        data=lambda db, w: {"section_id": "", "s-new-label": "III.C Crisis"})},
+    "decree.save_entity": {"add": Case("officer", lambda db, w: "/agencies/agency-a/decree/entities",
+                                       data=lambda db, w: {"entity_id": "", "e-new-name": "Police Department"})},
+    "decree.complete_occurrence": {"complete": Case(
+        "officer", _req_url("occurrences"), prepare=lambda app, db, w, a: _recurring(db, w),
+        data=lambda db, w: {"completed_on": "2026-01-10", "occurrence_id": str(_one(db, sa.select(Occurrence.id).where(
+            Occurrence.requirement_id == w["req"].id, Occurrence.state == "open")))})},
+    "decree.link": {"link": Case("officer", _req_url("links"), data=lambda db, w: {"code": w["rec"].code})},
+    "decree.unlink": {"unlink": Case(
+        "officer", _req_url("links/remove"), prepare=lambda app, db, w, a: _linked(db, w),
+        data=lambda db, w: {"recommendation_id": str(w["rec"].id)})},
     "monitoring.create_period": {"open": Case(
         "monitor", lambda db, w: "/agencies/agency-a/periods", data=lambda db, w: {
             "name": "Report 3", "start_date": "2026-01-01", "end_date": "2026-06-30"})},

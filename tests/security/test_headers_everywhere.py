@@ -99,7 +99,7 @@ def test_headers_on_every_response_type(app, db, world, make_app):
     _check(results, "400 CSRF", o.post(f"{base}/notes", data={"notes": "x", "row_version": 3}), 400)
     _check(results, "400 CSRF htmx", o.post(f"{base}/notes", data={"notes": "x", "row_version": 3}, headers=htmx),
            400)
-    _check(results, "403 role", committee.post(f"{base}/comments", {"body": "hi"}), 403)
+    _check(results, "403 role", committee.post(f"{base}/notes", {"notes": "hi", "row_version": 3}), 403)
     _check(results, "404 page", o.get("/no/such/page"), 404)
     _check(results, "404 fragment", o.get("/agencies/agency-b", headers=htmx), 404)
     _check(results, "404 API", o.get("/api/v1/agencies/agency-b/requirements"), 404)

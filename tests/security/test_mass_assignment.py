@@ -412,7 +412,9 @@ def _legit(world, db):
         return str(db.session.scalar(sa.select(Requirement.row_version).where(Requirement.id == req.id)))
 
     rows = io.StringIO()
-    csv.writer(rows).writerows([["paragraph", "title", "module"], ["88", "Swept", "cit"]])
+    # The sweep adds a second instrument (decree.save_instrument) before it imports: name the first one.
+    csv.writer(rows).writerows([["paragraph", "title", "module", "instrument"],
+                                ["88", "Swept", "cit", a.instruments[0].short_name]])
     upload = [("file", "sweep.pdf", PDF + b"sweep")]
     officer2 = world["users"]["officer2"].id
 
@@ -466,6 +468,14 @@ def _legit(world, db):
         "evidence.new_version": lambda: ({"kind": "file", "title": "Swept v2", "visibility": "restricted"},
                                          [("file", "sweep2.pdf", PDF + b"sweep2")]),
         "imports.import_paragraphs": lambda: ({}, [("file", "sweep.csv", rows.getvalue().encode())]),
+        # Issue 12: the decree's structure, a recurring duty's round, the crosswalk.
+        "decree.save_instrument": lambda: {"instrument_id": "", "i-new-short_name": "Swept order",
+                                           "i-new-kind": "court_order", "i-new-scale_id": a.scale_id},
+        "decree.save_section": lambda: {"section_id": "", "s-new-label": "IX Swept"},
+        "decree.save_entity": lambda: {"entity_id": "", "e-new-name": "Swept office"},
+        "decree.complete_occurrence": lambda: {"occurrence_id": _open_round(db, req), "completed_on": "2026-01-10"},
+        "decree.link": lambda: {"code": world["rec"].code},
+        "decree.unlink": lambda: {"recommendation_id": world["rec"].id},
         "monitoring.create_period": lambda: {"name": "Swept period", "start_date": "2027-01-01",
                                              "end_date": "2027-06-30"},
         "monitoring.record_finding": lambda: {"level_id": world["levels"]["partial"].id, "narrative": "swept"},

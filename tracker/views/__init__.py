@@ -39,11 +39,11 @@ def register_blueprints(app):
 
     for module in (policies, public_comments, status_report):
         app.register_blueprint(module.bp)
+    from tracker.views import decree  # issue 12: decree structure, occurrences, crosswalk
+
+    app.register_blueprint(decree.bp)
     from tracker.views import notifications  # issue 15: e-mail preferences, follows, unsubscribe, outbox
 
     app.register_blueprint(notifications.bp)
     app.register_blueprint(notifications.admin_bp)
-    from tracker.views import decree  # issue 12: decree structure, occurrences, crosswalk
-
-    app.register_blueprint(decree.bp)
     errors.register(app)
