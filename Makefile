@@ -11,7 +11,7 @@ FLASK := $(BIN)/flask --app wsgi
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TRACKER_ENV ?= development
 
-.PHONY: run setup test test-sqlite test-postgres test-browser lint sbom lock vendor clean bench
+.PHONY: run setup test test-features test-sqlite test-postgres test-browser lint sbom lock vendor clean bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -79,10 +79,19 @@ lock:
 
 # SQLite always; PostgreSQL when TEST_DATABASE_URL is given or the local server answers
 # (CI sets REQUIRE_POSTGRES=1 so a missing server fails instead of skipping).
-test: $(VENV)/.test-installed lint test-sqlite test-postgres test-browser
+# The browser tests (their own SQLite file and port) run beside the feature suites, which keep both cores
+# busy while Chromium mostly waits; the reliability tests load a gunicorn server and time it, so they run
+# alone afterwards. `make test-sqlite`, `test-postgres` and `test-browser` still run one part each.
+test: $(VENV)/.test-installed lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-browser test-features
+	@$(MAKE) --no-print-directory -j1 SUITE=reliability test-sqlite test-postgres
 
-# Feature and security tests run on two processes (pytest-xdist); the reliability tests load a
-# gunicorn server and measure it, so they run alone afterwards.
+test-features: $(VENV)/.test-installed
+	@$(MAKE) --no-print-directory -j1 SUITE=features test-sqlite test-postgres
+
+# Feature and security tests run on two processes (pytest-xdist). SUITE=features or SUITE=reliability
+# runs one half of test-sqlite / test-postgres; empty runs both.
+SUITE ?=
 TEST_PROCESSES ?= 2
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 FEATURES := -m "not browser" --ignore=tests/reliability -n $(TEST_PROCESSES)
@@ -91,8 +100,10 @@ FEATURES := -m "not browser" --ignore=tests/reliability -n $(TEST_PROCESSES)
 COVERAGE := --cov=tracker --cov-branch --cov-report=term:skip-covered
 
 test-sqlite: $(VENV)/.test-installed
-	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) $(FEATURES) $(COVERAGE)
-	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) tests/reliability
+	@if [ "$(SUITE)" != reliability ]; then set -x; \
+		env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) $(FEATURES) $(COVERAGE); fi
+	@if [ "$(SUITE)" != features ]; then set -x; \
+		env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) tests/reliability; fi
 
 # The app under test (and the reliability tests' gunicorn) connects as PG_APP_ROLE, which may only SELECT and
 # INSERT on the audit tables (scripts/db_roles.py creates it); the last step proves UPDATE/DELETE/TRUNCATE/ALTER
@@ -103,10 +114,12 @@ test-postgres: $(VENV)/.test-installed
 	if $(BIN)/python scripts/db_ready.py "$$url"; then \
 		echo "PostgreSQL run against $$url, the app as $(PG_APP_ROLE)"; \
 		$(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) && \
-		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" TEST_APP_ROLE=$(PG_APP_ROLE) $(PYTEST) $(FEATURES) && \
-		TRACKER_ENV=testing TEST_DATABASE_URL="$$url" TEST_APP_ROLE=$(PG_APP_ROLE) $(PYTEST) tests/reliability && \
-		$(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) && \
-		$(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) --check; \
+		{ [ "$(SUITE)" = reliability ] || \
+		  TRACKER_ENV=testing TEST_DATABASE_URL="$$url" TEST_APP_ROLE=$(PG_APP_ROLE) $(PYTEST) $(FEATURES); } && \
+		{ [ "$(SUITE)" = features ] || { \
+		  TRACKER_ENV=testing TEST_DATABASE_URL="$$url" TEST_APP_ROLE=$(PG_APP_ROLE) $(PYTEST) tests/reliability && \
+		  $(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) && \
+		  $(BIN)/python scripts/db_roles.py "$$url" --app $(PG_APP_ROLE) --check; }; }; \
 	elif [ -n "$$REQUIRE_POSTGRES" ]; then \
 		echo "PostgreSQL is required (REQUIRE_POSTGRES=1) but $$url does not answer" >&2; exit 1; \
 	else \
@@ -116,7 +129,7 @@ test-postgres: $(VENV)/.test-installed
 test-browser: $(VENV)/.test-installed
 	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian chromium for browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	TRACKER_ENV=testing $(PYTEST) -m browser
+	env -u TEST_DATABASE_URL TRACKER_ENV=testing $(PYTEST) -m browser
 
 vendor:
 	scripts/vendor-assets.sh
