@@ -33,14 +33,8 @@ def memberships():
 
 
 def membership_agency_ids():
-    """Ids of the agencies the current user belongs to: one light query, not the memberships with their agencies."""
-    if "memberships" in g:
-        return [m.agency_id for m in g.memberships]
-    if "membership_agency_ids" not in g:
-        g.membership_agency_ids = db.session.execute(
-            sa.select(Membership.agency_id).where(Membership.user_id == current_user.id)).scalars().all() \
-            if current_user.is_authenticated else []
-    return g.membership_agency_ids
+    """Ids of the agencies the current user belongs to (the memberships are light: no agency rows)."""
+    return [m.agency_id for m in memberships()]
 
 
 def agency_ids_with_role(role):
