@@ -18,7 +18,8 @@ def _write_stats():
     cache = app.extensions["fragment_cache"]
     path = Path(target, f"{os.getpid()}.json")
     temporary = path.with_name(f"{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps({"hits": cache.hits, "misses": cache.misses}))
+    temporary.write_text(json.dumps({"hits": cache.hits, "misses": cache.misses,
+                                       "missed": dict(cache.missed)}))
     temporary.replace(path)
 
 

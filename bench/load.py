@@ -79,12 +79,16 @@ class Server:
         return total / CLOCK_TICKS
 
     def cache_stats(self):
-        """Hits and misses of the fragment cache so far, summed over the workers (files they keep)."""
+        """Hits, misses and misses by fragment name of the fragment cache so far, summed over the workers (files
+        they keep)."""
         hits = misses = 0
+        missed = {}
         for path in self.stats_dir.glob("*.json"):
             data = json.loads(path.read_text())
             hits, misses = hits + data["hits"], misses + data["misses"]
-        return hits, misses
+            for name, n in data.get("missed", {}).items():
+                missed[name] = missed.get(name, 0) + n
+        return hits, misses, missed
 
 
 def sign_in(base, email, password):

@@ -271,17 +271,18 @@ def measure_mixed(db_url, work, reqs, versions):
             cookie, token = signed_in["officer"]
             with load.Writer(server, cookie, token, reqs, WRITES_PER_SECOND, versions=versions):
                 load.wrk(server, path, signed_in[who][0], MIXED_WARM, agencies=AGENCIES)
-            hits0, misses0 = server.cache_stats()
+            hits0, misses0, missed0 = server.cache_stats()
             with load.Writer(server, cookie, token, reqs, WRITES_PER_SECOND, versions=versions) as writer:
                 m = load.wrk(server, path, signed_in[who][0], DURATION, agencies=AGENCIES)
             time.sleep(1)  # the workers' stats files catch up
-            hits1, misses1 = server.cache_stats()
+            hits1, misses1, missed1 = server.cache_stats()
         hits, misses = hits1 - hits0, misses1 - misses0
         m["hit_rate"] = round(hits / max(hits + misses, 1), 3)
+        m["misses"] = {name: n - missed0.get(name, 0) for name, n in missed1.items() if n > missed0.get(name, 0)}
         m["writes"] = writer.figures()
         results[name] = m
         log(f"    {name:<26} {m['rps']:>8.1f} req/s  p95 {m['p95_ms']:6.1f} ms  CPU {m['cpu_ms_per_request']:6.2f} ms"
-            f"  hits {100 * m['hit_rate']:.0f} %  writes {m['writes']}")
+            f"  hits {100 * m['hit_rate']:.0f} %  writes {m['writes']}  misses {m['misses']}")
     return results
 
 

@@ -113,12 +113,18 @@ def test_the_navigation_renders_once_per_user_and_data_version(app, world):
 
     admin = _as(app, "admin@example.test")
     monitor = _as(app, "monitor@example.test")
+    app.extensions["fragment_cache"].clear()
     template_rendered.connect(record, app)
     try:
         for path in ("/agencies/agency-a", "/agencies/agency-a/dashboard", "/catalog/"):
             assert "Administration" in admin.client.get(path).get_data(as_text=True)
         assert rendered.count("_nav.html") == 1
-        # The monitor's own links (rendered when they signed in), never the admin's.
+        # Sign-ins change no page: another user signing in leaves the admin's links cached.
+        _as(app, "officer@example.test")
+        rendered.clear()
+        admin.client.get("/catalog/")
+        assert rendered.count("_nav.html") == 0
+        # The monitor's own links, never the admin's.
         monitor_page = monitor.client.get("/reviews").get_data(as_text=True)
         assert "Administration" not in monitor_page and "Account (Mona Monitor)" in monitor_page
         officer = _as(app, "officer@example.test")
@@ -197,7 +203,7 @@ def test_entries_expire_and_the_store_is_bounded(monkeypatch):
     assert store.get("a") is MISSING and store.get("c") is MISSING
 
 
-def test_the_version_is_the_newest_audit_event(app, db, world):
+def test_the_version_is_the_newest_change(app, db, world):
     from tracker.services import audit
 
     with app.app_context(), app.test_request_context("/"):
@@ -205,7 +211,13 @@ def test_the_version_is_the_newest_audit_event(app, db, world):
     event = audit.record("test.event", object_type="test", object_id="1")
     db.session.commit()
     with app.app_context(), app.test_request_context("/"):
-        assert cache.data_version() == event.id > before
+        # A change that belongs to no agency moves both halves: the newest change, the newest shared one.
+        assert cache.data_version() == (event.id, event.id) > before
+    in_b = audit.record("requirement.status", object_type="requirement", object_id="9", agency_id=world["b"].id)
+    audit.record("auth.login", object_type="user_account", object_id="1")
+    db.session.commit()
+    with app.app_context(), app.test_request_context("/"):
+        assert cache.data_version() == (in_b.id, event.id)  # the sign-in changes no page
 
 
 def _board_renders(app, client, path):
@@ -262,21 +274,53 @@ def test_a_scope_version_moves_with_its_own_agencies_only(app, db, world):
         assert cache.data_version(range(cache.WIDE_SCOPE + 1)) == cache.data_version()
 
 
-def test_the_version_of_an_agency_is_one_indexed_query(app, db, world, count_queries):
-    with app.test_request_context("/"), count_queries() as counted:
-        cache.data_version(world["a"].id)
-        cache.data_version(world["a"].id)  # read once per request
-    assert counted.count == 1
+def test_versions_cost_one_primary_key_step_once_the_log_has_started(app, db, world):
+    a, b = world["a"].id, world["b"].id
+    with app.app_context(), app.test_request_context("/"):
+        cache.data_version(a)  # starts this process's log and reads A's newest event
+    seen = []
+
+    def record(conn, cursor, statement, params, *args):
+        if statement != "BEGIN":  # each block below is a new request: a new transaction
+            seen.append((statement, params))
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    with app.app_context(), app.test_request_context("/"):
+        cache.data_version(a)
+        cache.data_version(a)
+        cache.data_version()
+    assert len(seen) == 1, seen  # the events added since the previous request: none
+    with app.app_context(), app.test_request_context("/"):
+        cache.data_version([a, b])
+    assert len(seen) == 3, seen  # the sync again, and B's newest event: B was never asked about
     if db.engine.dialect.name == "sqlite":
-        # Both halves are one index step: the agency's own events, and the partial index of shared changes.
-        seen = []
-        sa.event.listen(db.engine, "before_cursor_execute", lambda *args: seen.append(args[2:4]))
-        with app.app_context(), app.test_request_context("/"):
-            cache.data_version(world["a"].id)
-        statement, params = seen[-1]
-        plan = " | ".join(row[-1] for row in db.session.connection().exec_driver_sql(
-            "EXPLAIN QUERY PLAN " + statement, tuple(params)).all())
-        assert "COVERING INDEX ix_audit_event_agency_id_id" in plan and "ix_audit_event_shared_changes" in plan, plan
+        plans = [" | ".join(row[-1] for row in db.session.connection().exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + statement, tuple(params)).all()) for statement, params in (seen[0], seen[2])]
+        assert "INTEGER PRIMARY KEY (rowid>?)" in plans[0], plans[0]
+        assert "COVERING INDEX ix_audit_event_agency_id_id" in plans[1], plans[1]
+
+
+def test_the_version_log_starts_afresh_after_a_rewrite_or_a_long_gap(app, db, world, monkeypatch):
+    from tracker.services import audit
+
+    log = app.extensions["version_log"]
+    a = world["a"].id
+    with app.app_context(), app.test_request_context("/"):
+        first = cache.data_version(a)
+    # The event last seen now has another hash (a restored or rewritten log): the next request starts afresh.
+    log.position = (log.position[0], "0" * 64)
+    event = audit.record("requirement.status", object_type="requirement", object_id="1", agency_id=a)
+    db.session.commit()
+    with app.app_context(), app.test_request_context("/"):
+        assert cache.data_version(a) == (event.id, first[1])
+    assert log.position[0] == event.id
+    # More new events than it folds in: it starts afresh too, and the versions are still right.
+    monkeypatch.setattr(type(log), "CATCH_UP", 2)
+    events = [audit.record("requirement.status", object_type="requirement", object_id="1", agency_id=a)
+              for _ in range(3)]
+    db.session.commit()
+    with app.app_context(), app.test_request_context("/"):
+        assert cache.data_version(a) == (events[-1].id, first[1])
 
 
 def test_the_roll_up_recomputes_only_the_agency_that_changed(app, db, world, monkeypatch):

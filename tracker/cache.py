@@ -4,7 +4,8 @@ Every state change writes an audit event in its own transaction (the audit chain
 so the newest audit event names the state of the data. A page about one agency (or a few) is keyed
 on those agencies' newest event plus the newest event that belongs to no agency (catalog, accounts;
 sign-in events excluded), so a write in one agency leaves every other agency's pages cached; a page
-about all agencies is keyed on the newest event of all. A fragment is stored under that version, the
+about all agencies is keyed on the newest change of all. The versions come from a per-process VersionLog
+that reads only the events added since the previous request. A fragment is stored under that version, the
 date (overdue flags, waiting days) and the parts of the request it depends on; after a change the
 next request reads a new version and renders afresh, so a change is visible at once on every worker.
 Entries also expire after PAGE_CACHE_SECONDS, which bounds what a write made outside the app
@@ -14,7 +15,7 @@ Only GET and HEAD requests use the cache: a request that writes renders from its
 """
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import sqlalchemy as sa
 from flask import current_app, g, request
@@ -38,18 +39,46 @@ class FragmentCache:
         self._entries = OrderedDict()
         self._chars = 0
         self._lock = threading.Lock()
+        self._flights = {}  # key -> the lock held by the thread computing it
         self.hits = 0
         self.misses = 0
+        self.missed = Counter()  # misses by fragment name: what `make bench` reports beside the hit rate
 
     def get(self, key):
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry[0] < time.monotonic():
                 self.misses += 1
+                self.missed[key[0] if isinstance(key, tuple) else key] += 1
                 return MISSING
             self._entries.move_to_end(key)
             self.hits += 1
             return entry[1]
+
+    def get_or_compute(self, key, compute):
+        """The value under `key`, computed once however many threads of this process miss it at the same moment:
+        after a write, every thread asking for the navigation would otherwise render it in parallel."""
+        found = self.get(key)
+        if found is not MISSING:
+            return found
+        with self._lock:
+            flight = self._flights.setdefault(key, threading.Lock())
+        # A timeout rather than waiting forever: a computation that itself waits on another key cannot deadlock.
+        acquired = flight.acquire(timeout=10)
+        try:
+            with self._lock:
+                entry = self._entries.get(key)
+                found = entry[1] if entry is not None and entry[0] >= time.monotonic() else MISSING
+            if found is MISSING:
+                found = compute()
+                self.put(key, found)
+            return found
+        finally:
+            if acquired:
+                flight.release()
+            with self._lock:
+                if self._flights.get(key) is flight and not flight.locked():
+                    del self._flights[key]
 
     def put(self, key, value):
         size = _size(value)
@@ -84,6 +113,7 @@ def init_app(app):
     app.extensions["fragment_cache"] = FragmentCache(app.config["PAGE_CACHE_ENTRIES"],
                                                      app.config["PAGE_CACHE_SECONDS"],
                                                      app.config["PAGE_CACHE_MB"] * 1024 * 1024)
+    app.extensions["version_log"] = VersionLog()
 
 
 def store():
@@ -100,7 +130,8 @@ def data_version(agencies=ALL):
     scope = _scope(agencies)
     versions = g.setdefault("data_versions", {})
     if scope not in versions:
-        versions[scope] = _read_version(scope)
+        log = _synced_log()
+        versions[scope] = log.all_version() if scope is ALL else log.scope_version(scope, db.session)
     return versions[scope]
 
 
@@ -113,12 +144,93 @@ def _scope(agencies):
     return ALL if len(scope) > WIDE_SCOPE else scope
 
 
-def _read_version(scope):
-    if scope is ALL:
-        return db.session.execute(sa.select(sa.func.max(AuditEvent.id))).scalar() or 0
-    newest_own, newest_shared = db.session.execute(
-        sa.select(sa.func.max(_newest_own()), _newest_shared()).select_from(Agency).where(Agency.id.in_(scope))).one()
-    return (newest_own or 0, newest_shared or 0)
+def _synced_log():
+    """This app's version log, brought up to date once per request (one primary-key step when nothing changed)."""
+    log = current_app.extensions["version_log"]
+    if "versions_synced" not in g:
+        log.sync(db.session)
+        g.versions_synced = True
+    return log
+
+
+class VersionLog:
+    """Per app and process: the newest audit event of each agency (for the agencies asked about so far), the
+    newest change that belongs to no agency, and the newest change of all. Each request reads only the events
+    added since the previous one and folds them in, so a page's version costs one query that returns one row
+    when nothing changed, whether the page is about one agency or two hundred.
+
+    Audit events are numbered in commit order (the chain takes a lock until commit, tracker/services/audit.py),
+    so "every event after the last one seen" misses nothing. The last event seen is remembered with its hash:
+    a log that was restored or rewritten under the same numbers is noticed, and the log starts afresh."""
+
+    CATCH_UP = 500  # more new events than this: start afresh, it is cheaper than folding them in
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.position = None  # (id, hash) of the newest event folded in; (0, None) for an empty log
+        self.own = {}
+        self.shared = 0
+        self.newest_change = 0
+
+    def sync(self, session):
+        position = self.position
+        if position is not None:
+            rows = session.execute(sa.select(AuditEvent.id, AuditEvent.hash, AuditEvent.agency_id, AuditEvent.outcome,
+                                             AuditEvent.action).where(AuditEvent.id >= position[0])
+                                   .order_by(AuditEvent.id).limit(self.CATCH_UP + 1)).all()
+            if position[0] and not (rows and (rows[0].id, rows[0].hash) == position):
+                rows = None  # the event last seen is gone or different: a restored or rewritten log
+            elif position[0]:
+                rows = rows[1:]
+            if rows is not None and len(rows) < self.CATCH_UP:
+                self._fold(rows)
+                return
+        self._start(session)
+
+    def _fold(self, rows):
+        with self._lock:
+            floor = self.position[0]
+            for row in rows:
+                if row.id <= floor:
+                    continue  # another thread folded it in already
+                if row.agency_id:
+                    self.own[row.agency_id] = row.id
+                    self.newest_change = row.id
+                elif row.outcome == "success" and not row.action.startswith("auth."):
+                    self.shared = self.newest_change = row.id
+                self.position = (row.id, row.hash)
+
+    def _start(self, session):
+        newest = session.execute(sa.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc())
+                                 .limit(1)).first()
+        shared, newest_own = session.execute(sa.select(_newest_shared(), sa.select(AuditEvent.id).where(
+            AuditEvent.agency_id.is_not(None)).order_by(AuditEvent.id.desc()).limit(1).scalar_subquery())).one()
+        with self._lock:
+            self.own = {}
+            self.shared = shared or 0
+            self.newest_change = max(shared or 0, newest_own or 0)
+            self.position = (newest.id, newest.hash) if newest else (0, None)
+
+    def all_version(self):
+        with self._lock:
+            return (self.newest_change, self.shared)
+
+    def versions(self, agency_ids, session):
+        """{agency id: (its newest event, the newest shared change)}; agencies not seen before cost one query."""
+        with self._lock:
+            unknown = [agency_id for agency_id in agency_ids if agency_id not in self.own]
+        if unknown:
+            read = dict(session.execute(sa.select(Agency.id, _newest_own()).where(Agency.id.in_(unknown))).all())
+            with self._lock:
+                for agency_id in unknown:
+                    # max(): a newer event may have been folded in meanwhile by another thread
+                    self.own[agency_id] = max(self.own.get(agency_id, 0), read.get(agency_id) or 0)
+        with self._lock:
+            return {agency_id: (self.own[agency_id], self.shared) for agency_id in agency_ids}
+
+    def scope_version(self, scope, session):
+        versions = self.versions(scope, session)
+        return (max((own for own, _shared in versions.values()), default=0), self.shared)
 
 
 # ORDER BY id DESC LIMIT 1 rather than max(): a backward walk of ix_audit_event_agency_id_id that stops at
@@ -142,9 +254,8 @@ def _newest_shared():
 
 
 def agency_versions(agency_ids):
-    """{agency id: that agency's version} for many agencies in ONE query (one index step per agency)."""
-    return {agency_id: (own or 0, shared or 0) for agency_id, own, shared in db.session.execute(
-        sa.select(Agency.id, _newest_own(), _newest_shared()).where(Agency.id.in_(list(agency_ids))))}
+    """{agency id: that agency's version}: from the version log, agencies not seen before in one query."""
+    return _synced_log().versions(list(agency_ids), db.session)
 
 
 def per_agency(name, agency_ids, compute):
@@ -180,13 +291,7 @@ def value(name, key, compute, agencies=ALL):
     """compute() once per data version of `agencies`, date and key; compute must return something immutable."""
     if not _usable():
         return compute()
-    full_key = _full_key(name, key, agencies)
-    cache = store()
-    found = cache.get(full_key)
-    if found is MISSING:
-        found = compute()
-        cache.put(full_key, found)
-    return found
+    return store().get_or_compute(_full_key(name, key, agencies), compute)
 
 
 def html(name, key, render, agencies=ALL):
