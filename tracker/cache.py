@@ -18,7 +18,7 @@ import time
 from collections import Counter, OrderedDict
 
 import sqlalchemy as sa
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from markupsafe import Markup
 
 from tracker.extensions import db
@@ -114,10 +114,20 @@ def init_app(app):
                                                      app.config["PAGE_CACHE_SECONDS"],
                                                      app.config["PAGE_CACHE_MB"] * 1024 * 1024)
     app.extensions["version_log"] = VersionLog()
+    # Board rows, keyed by everything in their markup (views/board.py): after one requirement changes, its
+    # board renders one row and reuses the others. 200 agencies x 120 rows (~1 KB each) fit in the default.
+    app.extensions["row_cache"] = FragmentCache(max(8 * app.config["PAGE_CACHE_ENTRIES"], 0),
+                                                app.config["PAGE_CACHE_SECONDS"],
+                                                app.config["PAGE_CACHE_MB"] * 1024 * 1024 // 2)
 
 
 def store():
     return current_app.extensions["fragment_cache"]
+
+
+def rows():
+    """The row cache, or None when the page cache is off or the request writes (see _usable)."""
+    return current_app.extensions["row_cache"] if _usable() else None
 
 
 # Beyond this many agencies one "newest event of all" is cheaper than one index step per agency.
@@ -276,6 +286,17 @@ def per_agency(name, agency_ids, compute):
             cache.put((name, versions.get(agency_id), today, agency_id), value)
             found[agency_id] = value
     return found
+
+
+def per_request(key, compute):
+    """compute() once per GET request (pages call some helpers from several panels); requests that write, and
+    code outside a request, compute every time, so nothing read before a change is reused after it."""
+    if not has_request_context() or request.method not in ("GET", "HEAD"):
+        return compute()
+    memo = g.setdefault("per_request", {})
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def _usable():

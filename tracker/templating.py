@@ -14,7 +14,7 @@ def _waiting():
 
     # Only the navigation fragment asks, and it is cached per user and data version (_nav_links).
     if "waiting" not in g:
-        g.waiting = waiting_counts(current_user._get_current_object())
+        g.waiting = waiting_counts(current_user._get_current_object(), memberships())
     return g.waiting
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 
+from tracker import cache
 from tracker.extensions import db
 from tracker.models import (
     RESPONSE_DECISIONS,
@@ -104,7 +105,11 @@ def for_meeting(meeting, *, drafts=False):
 
 
 def summary(agency):
-    """Counts for the dashboard: submitted (not drafts), answered, awaiting, overdue. One query."""
+    """Counts for the dashboard: submitted (not drafts), answered, awaiting, overdue. One query a request."""
+    return cache.per_request(("committee-summary", agency.id), lambda: _summary(agency))
+
+
+def _summary(agency):
     on = today()
     waiting = CommitteeRecommendation.state == "submitted"
     row = db.session.execute(

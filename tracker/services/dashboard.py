@@ -158,10 +158,11 @@ def measures_by(key, scope):
     return measures
 
 
-def agency_measures(agency, module_key=None, entity_id=None):
+def agency_measures(agency, module_key=None, entity_id=None, modules=None):
     """({module_id: Measures}, total Measures, modules shown) for one agency, optionally one module and one
-    responsible entity (issue 12)."""
-    modules = db.session.execute(Module.in_order()).scalars().all()
+    responsible entity (issue 12). `modules`: the modules in order, when the caller has them already."""
+    if modules is None:
+        modules = db.session.execute(Module.in_order()).scalars().all()
     scope = Requirement.agency_id == agency.id
     if entity_id is not None:
         scope = sa.and_(scope, Requirement.entity_id == entity_id)

@@ -11,6 +11,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from tracker import cache
 from tracker.extensions import db
 from tracker.models import (
     ComplianceLevel,
@@ -137,9 +138,10 @@ def file_period(period, filed_on, docket_ref, *, actor):
 
 
 def scale_levels(agency):
-    return db.session.execute(
-        sa.select(ComplianceLevel).where(ComplianceLevel.scale_id == agency.scale_id).order_by(ComplianceLevel.position)
-    ).scalars().all()
+    scale_id = agency.scale_id
+    return cache.per_request(("scale-levels", scale_id), lambda: db.session.execute(
+        sa.select(ComplianceLevel).where(ComplianceLevel.scale_id == scale_id).order_by(ComplianceLevel.position)
+    ).scalars().all())
 
 
 def current_findings(period_ids, requirement_ids=None):

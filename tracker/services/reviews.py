@@ -120,12 +120,15 @@ def returned_for(user):
             .order_by(Evidence.created_at))
 
 
-def waiting_counts(user):
-    """{'review': n, 'returned': n} for the navigation; two small counting queries."""
+def waiting_counts(user, memberships):
+    """{'review': n, 'returned': n} for the navigation, from the user's memberships (already loaded): at most
+    two small counting queries, none for a count the user's roles cannot have."""
     if user.is_admin:
         review = _waiting_total()
     else:
-        monitor_ids = monitor_agency_ids(user)
+        monitor_ids = [m.agency_id for m in memberships if m.role == "monitor"]
         review = sum(_counts_by_agency(monitor_ids).values()) if monitor_ids else 0
-    returned = db.session.execute(sa.select(sa.func.count()).select_from(returned_for(user).subquery())).scalar()
+    returned = 0
+    if any(m.role == "officer" for m in memberships):
+        returned = db.session.execute(sa.select(sa.func.count()).select_from(returned_for(user).subquery())).scalar()
     return {"review": review, "returned": returned}

@@ -3,8 +3,6 @@
 Each edit is one transaction. htmx requests from a board row get the row back (200, 422 with the
 error, 409 with the newer values); plain forms get a redirect, or the requirement page with the error.
 """
-import threading
-from collections import OrderedDict
 from types import SimpleNamespace
 
 from flask import Blueprint, abort, flash, g, get_template_attribute, redirect, render_template, request, url_for
@@ -145,49 +143,22 @@ def _board_context(agency, modules, filters, decree_sections=()):
     }
 
 
-class RowCache:
-    """Rendered view rows, kept per process. A key holds every input of the row's markup: the row's values (its
-    version, evidence counts and latest level among them), its disagreement sentence, the viewer's right to edit,
-    the date (overdue marks) and the page's base URLs. So after one requirement changes, the next rendering of
-    its board reuses the other rows' HTML, whatever the page cache holds."""
-
-    def __init__(self, max_entries=10000):
-        self.max_entries = max_entries
-        self._entries = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            html = self._entries.get(key)
-            if html is not None:
-                self._entries.move_to_end(key)
-            return html
-
-    def put(self, key, html):
-        with self._lock:
-            self._entries[key] = html
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-
-ROWS = RowCache()
-
-
 def _rows_html(sections, b):
     """{module id: the tbody's rows as one Markup}: cached rows where the key matches, the macro for the others."""
     macro = None
+    rows_cache = cache.rows() if not b.checked else None
     out = {}
     for s, rows in sections:
         parts = []
         for r in rows:
             key = (tuple(r), b.flags.get(r.id), b.can_edit, b.today, b.req_url_base, b.sprite)
-            html = None if b.checked else ROWS.get(key)
-            if html is None:
+            html = cache.MISSING if rows_cache is None else rows_cache.get(key)
+            if html is cache.MISSING:
                 if macro is None:
                     macro = get_template_attribute("board/_rows.html", "view_row")
                 html = str(macro(r, b))
-                if not b.checked:
-                    ROWS.put(key, html)
+                if rows_cache is not None:
+                    rows_cache.put(key, html)
             parts.append(html)
         out[s.module.id] = Markup("".join(parts))  # noqa: S704 - rendered by the autoescaping macro
     return out

@@ -29,8 +29,11 @@ def agency(slug):
         template = "dashboard/_body.html" if body_only else "dashboard/_content.html"
         names = {m.key: m.name for m in modules}
         context = _dashboard_context(agency, modules, module_key, entity_id, names.get(module_key, ""))
-        return (render_template(template, entities=entities, entity_id=entity_id, **context), module_key,
-                names.get(module_key, ""), entity_id)
+        html = render_template(template, entities=entities, entity_id=entity_id, **context)
+        if not body_only:
+            # Inside the cached fragment: officers, monitors and admins (the "staff" audience) see requests.
+            html += render_template("dashboard/_requests.html", agency=agency)
+        return html, module_key, names.get(module_key, ""), entity_id
 
     # The recent activity depends on what the role may see (issue 14): staff, or committee members.
     audience = "staff" if g.agency_role in activity.STAFF_ROLES else "committee"
@@ -47,7 +50,7 @@ def agency(slug):
 
 
 def _dashboard_context(agency, modules, module_key, entity_id=None, module_name=""):
-    per_module, total, shown = dashboard.agency_measures(agency, module_key or None, entity_id)
+    per_module, total, shown = dashboard.agency_measures(agency, module_key or None, entity_id, modules)
     level_classes = dashboard.level_classes(agency)
     trend = dashboard.trend(agency, module_key or None, entity_id)
     return {

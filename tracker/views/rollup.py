@@ -27,10 +27,17 @@ def index():
         sort = "name"
     descending = request.args.get("dir") == "desc"
 
-    agency_ids = db.session.execute(sa.select(Agency.id)).scalars().all() if scope is None else scope
-    rows = cache.per_agency("rollup-row", agency_ids, _rows)
-    ordered = sorted(rows.values(), key=dashboard.SORTS[sort], reverse=descending)
-    return render_template("rollup/rollup.html", rows=ordered, sort=sort, descending=descending)
+    def table():
+        agency_ids = db.session.execute(sa.select(Agency.id)).scalars().all() if scope is None else scope
+        rows = cache.per_agency("rollup-row", agency_ids, _rows)
+        ordered = sorted(rows.values(), key=dashboard.SORTS[sort], reverse=descending)
+        return render_template("rollup/_table.html", rows=ordered, sort=sort, descending=descending)
+
+    # The whole table once per version of its agencies; when one agency changed, it is assembled again from the
+    # other agencies' cached rows and one new row.
+    html = cache.html("rollup-table", (tuple(scope or ()), sort, descending), table,
+                      agencies=cache.ALL if scope is None else scope)
+    return render_template("rollup/rollup.html", table=html)
 
 
 def _rows(agency_ids):
