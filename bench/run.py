@@ -470,7 +470,8 @@ def report(machine, results, counts):
         log(f"| {name} | {counts[10][name]} | {counts[1000][name]} | "
             f"{counts[10][name + ' (cached)']} / {counts[1000][name + ' (cached)']} |")
     log(f"\nMachine: {machine['cpus']} CPUs, {machine['processor']}, Python {machine['python']}, gunicorn "
-        f"{WORKERS} gthread workers x {THREADS} threads, wrk {CONNECTIONS} connections for {DURATION}.")
+        f"{WORKERS} gthread workers x {THREADS} threads, wrk {CONNECTIONS} connections for {DURATION}; "
+        f"shared page cache: {machine['shared_page_cache']}.")
     missed = [t["target"] for r in results.values() for t in r["targets"] if not t["met"]]
     log("All targets met." if not missed else f"Targets missed: {len(missed)}")
 

@@ -17,6 +17,11 @@ from tracker.cache import MISSING, FragmentCache
 
 @pytest.fixture
 def world(db):
+    return build_world()
+
+
+def build_world():
+    """Two agencies with a requirement each; an officer, committee member and monitor of A, a monitor of B."""
     cit = make_module("cit", "Crisis Intervention Teams", 1)
     a = make_agency(slug="agency-a", name="Harbor City PD")
     b = make_agency(slug="agency-b", name="Other Town PD")

@@ -24,6 +24,7 @@ from markupsafe import Markup
 from tracker.extensions import db
 from tracker.models import Agency, AuditEvent
 from tracker.models.base import utcnow
+from tracker.shared_cache import SharedStore
 
 MISSING = object()
 
@@ -42,6 +43,7 @@ class FragmentCache:
         self._flights = {}  # key -> the lock held by the thread computing it
         self.hits = 0
         self.misses = 0
+        self.shared_hits = 0  # first-level misses found in the shared second level
         self.missed = Counter()  # misses by fragment name: what `make bench` reports beside the hit rate
 
     def get(self, key):
@@ -55,9 +57,10 @@ class FragmentCache:
             self.hits += 1
             return entry[1]
 
-    def get_or_compute(self, key, compute):
+    def get_or_compute(self, key, compute, shared=None):
         """The value under `key`, computed once however many threads of this process miss it at the same moment:
-        after a write, every thread asking for the navigation would otherwise render it in parallel."""
+        after a write, every thread asking for the navigation would otherwise render it in parallel.
+        `shared`: (SharedStore, namespace) to look in before computing, and to store into after."""
         found = self.get(key)
         if found is not MISSING:
             return found
@@ -69,9 +72,17 @@ class FragmentCache:
             with self._lock:
                 entry = self._entries.get(key)
                 found = entry[1] if entry is not None and entry[0] >= time.monotonic() else MISSING
+            if found is MISSING and shared is not None:
+                value, present = shared[0].get(shared[1], key)
+                if present:
+                    self.shared_hits += 1
+                    found = value
+                    self.put(key, found)
             if found is MISSING:
                 found = compute()
                 self.put(key, found)
+                if shared is not None:
+                    shared[0].put(shared[1], key, found)
             return found
         finally:
             if acquired:
@@ -114,6 +125,8 @@ def init_app(app):
                                                      app.config["PAGE_CACHE_SECONDS"],
                                                      app.config["PAGE_CACHE_MB"] * 1024 * 1024)
     app.extensions["version_log"] = VersionLog()
+    url = app.config["PAGE_CACHE_REDIS_URL"]
+    app.extensions["shared_cache"] = SharedStore(url, app.config["PAGE_CACHE_SECONDS"]) if url else None
     # Board rows, keyed by everything in their markup (views/board.py): after one requirement changes, its
     # board renders one row and reuses the others. 200 agencies x 120 rows (~1 KB each) fit in the default.
     app.extensions["row_cache"] = FragmentCache(max(8 * app.config["PAGE_CACHE_ENTRIES"], 0),
@@ -181,6 +194,7 @@ class VersionLog:
         self.own = {}
         self.shared = 0
         self.newest_change = 0
+        self.genesis = None  # the first event's hash: this database's identity in the shared cache
 
     def sync(self, session):
         position = self.position
@@ -200,6 +214,8 @@ class VersionLog:
     def _fold(self, rows):
         with self._lock:
             floor = self.position[0]
+            if self.genesis is None and floor == 0 and rows:
+                self.genesis = rows[0].hash  # the log was empty when it started
             for row in rows:
                 if row.id <= floor:
                     continue  # another thread folded it in already
@@ -213,6 +229,7 @@ class VersionLog:
     def _start(self, session):
         newest = session.execute(sa.select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc())
                                  .limit(1)).first()
+        genesis = session.execute(sa.select(AuditEvent.hash).order_by(AuditEvent.id).limit(1)).scalar()
         shared, newest_own = session.execute(sa.select(_newest_shared(), sa.select(AuditEvent.id).where(
             AuditEvent.agency_id.is_not(None)).order_by(AuditEvent.id.desc()).limit(1).scalar_subquery())).one()
         with self._lock:
@@ -220,6 +237,7 @@ class VersionLog:
             self.shared = shared or 0
             self.newest_change = max(shared or 0, newest_own or 0)
             self.position = (newest.id, newest.hash) if newest else (0, None)
+            self.genesis = genesis
 
     def all_version(self):
         with self._lock:
@@ -308,16 +326,24 @@ def _full_key(name, key, agencies):
     return (name, data_version(agencies), utcnow().date(), key)
 
 
-def value(name, key, compute, agencies=ALL):
-    """compute() once per data version of `agencies`, date and key; compute must return something immutable."""
+def value(name, key, compute, agencies=ALL, shared=False):
+    """compute() once per data version of `agencies`, date and key; compute must return something immutable.
+    shared=True: also through the second level shared by all workers (PAGE_CACHE_REDIS_URL), for values made
+    of strings, numbers and None only (they come back with lists for tuples)."""
     if not _usable():
         return compute()
-    return store().get_or_compute(_full_key(name, key, agencies), compute)
+    full_key = _full_key(name, key, agencies)
+    return store().get_or_compute(full_key, compute, _shared() if shared else None)
+
+
+def _shared():
+    second, genesis = current_app.extensions["shared_cache"], current_app.extensions["version_log"].genesis
+    return (second, genesis) if second is not None and genesis else None
 
 
 def html(name, key, render, agencies=ALL):
     """A rendered fragment as Markup; render() returns HTML from an autoescaping template."""
-    return Markup(value(name, key, lambda: str(render()), agencies))  # noqa: S704 - already escaped by Jinja
+    return Markup(value(name, key, lambda: str(render()), agencies, shared=True))  # noqa: S704 - already escaped by Jinja
 
 
 def streamed(name, key, produce, agencies=ALL, limit=2 * 1024 * 1024):

@@ -144,6 +144,9 @@ def _deployment_settings():
         "PAGE_CACHE_ENTRIES": _int("PAGE_CACHE_ENTRIES", 4096),
         "PAGE_CACHE_MB": _int("PAGE_CACHE_MB", 64),
         "PAGE_CACHE_SECONDS": _int("PAGE_CACHE_SECONDS", 300),
+        # A second level shared by every worker and host (redis://...): a fragment rendered by one worker
+        # after a change is fetched by the others instead of rendered again. Empty: per worker only.
+        "PAGE_CACHE_REDIS_URL": os.environ.get("PAGE_CACHE_REDIS_URL", ""),
     }
 
 

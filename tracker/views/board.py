@@ -77,7 +77,7 @@ def board(slug):
     # the same rights.
     key = (agency.id, fragment, can_edit(), current_user.is_admin, args)
     html, ignored = cache.value("board", key, lambda: _render_board(agency, request.args, fragment),
-                                agencies=agency.id)
+                                agencies=agency.id, shared=True)
     if ignored:
         flash(f"Unknown filter value ignored: {', '.join(ignored)}.", "warning")
     if fragment:

@@ -38,7 +38,8 @@ def agency(slug):
     # The recent activity depends on what the role may see (issue 14): staff, or committee members.
     audience = "staff" if g.agency_role in activity.STAFF_ROLES else "committee"
     html, module_key, module_name, entity_id = cache.value(
-        "dashboard", (agency.id, body_only, requested, requested_entity, audience), render, agencies=agency.id)
+        "dashboard", (agency.id, body_only, requested, requested_entity, audience), render, agencies=agency.id,
+        shared=True)
     if requested and not module_key:
         flash(f"Unknown module “{requested}” ignored; showing all modules.", "warning")
     if requested_entity and entity_id is None:

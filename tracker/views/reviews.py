@@ -36,7 +36,8 @@ def queue():
         return _queue_page(user, agency_ids)
 
     # The queue reads the same for everyone with the same agencies, so renderings are shared.
-    result = cache.value("review-queue", (scope, args), render, agencies=cache.ALL if scope is None else scope)
+    result = cache.value("review-queue", (scope, args), render, agencies=cache.ALL if scope is None else scope,
+                         shared=True)
     if result is None:
         abort(404)
     html, ignored = result
