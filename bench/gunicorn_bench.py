@@ -19,7 +19,7 @@ def _write_stats():
     path = Path(target, f"{os.getpid()}.json")
     temporary = path.with_name(f"{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_text(json.dumps({"hits": cache.hits, "misses": cache.misses,
-                                       "missed": dict(cache.missed)}))
+                                       "missed": dict(cache.missed), "shared_hits": cache.shared_hits}))
     temporary.replace(path)
 
 

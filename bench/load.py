@@ -88,6 +88,7 @@ class Server:
             hits, misses = hits + data["hits"], misses + data["misses"]
             for name, n in data.get("missed", {}).items():
                 missed[name] = missed.get(name, 0) + n
+            missed["(found in Redis)"] = missed.get("(found in Redis)", 0) + data.get("shared_hits", 0)
         return hits, misses, missed
 
 

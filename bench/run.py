@@ -223,10 +223,28 @@ CONFIG = {"TRACKER_ENV": "development", "SECRET_KEY": "bench-only-secret-key", "
           "HSTS": False}
 
 
+def shared_cache_url():
+    """The page cache's shared level, as production runs it (README), when the local Redis answers;
+    BENCH_REDIS=0 measures the workers' own caches alone."""
+    import socket
+
+    if os.environ.get("BENCH_REDIS", "1") == "0":
+        return ""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return "redis://127.0.0.1:6379/13" if s.recv(16).startswith(b"+PONG") else ""
+    except OSError:
+        return ""
+
+
+SHARED_CACHE = shared_cache_url()
+
+
 def server_env(db_url, work, **extra):
     return {**os.environ, "TRACKER_ENV": "development", "SECRET_KEY": CONFIG["SECRET_KEY"], "DATABASE_URL": db_url,
             "EVIDENCE_DIR": str(work / "evidence"), "RATELIMIT_ENABLED": "false", "MFA_REQUIRED_ROLES": "",
-            "HSTS": "false", **extra}
+            "HSTS": "false", "PAGE_CACHE_REDIS_URL": SHARED_CACHE, **extra}
 
 
 def accounts(server):
@@ -447,7 +465,8 @@ def main():
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                "processor": platform.processor() or platform.machine(), "workers": WORKERS, "threads": THREADS,
                "worker_class": "gthread", "connections": CONNECTIONS, "duration": DURATION,
-               "agencies": AGENCIES, "requirements": AGENCIES * PER_AGENCY + BIG, "date": date.today().isoformat()}
+               "agencies": AGENCIES, "requirements": AGENCIES * PER_AGENCY + BIG, "date": date.today().isoformat(),
+               "shared_page_cache": SHARED_CACHE or "off"}
     (ROOT / "bench-results.json").write_text(json.dumps(
         {"machine": machine, "databases": results, "query_counts": counts}, indent=2) + "\n")
     report(machine, results, counts)
