@@ -144,6 +144,24 @@ def test_the_navigation_renders_once_per_user_and_data_version(app, world):
         template_rendered.disconnect(record, app)
 
 
+def test_the_admins_waiting_count_recounts_only_the_agency_that_changed(app, world, monkeypatch):
+    from tracker.services import reviews
+
+    counted = []
+    real = reviews._counts_by_agency
+    monkeypatch.setattr(reviews, "_counts_by_agency", lambda ids: counted.append(sorted(ids)) or real(ids))
+    admin = _as(app, "admin@example.test")
+    admin.client.get("/catalog/")
+    assert counted == [sorted([world["a"].id, world["b"].id])]
+    officer = _as(app, "officer@example.test")
+    officer.post(f"/agencies/agency-a/requirements/{world['req'].id}/evidence",
+                 {"kind": "link", "url": "https://example.org/p", "title": "Roster", "visibility": "restricted"})
+    counted.clear()
+    html = admin.client.get("/catalog/").get_data(as_text=True)
+    assert counted == [[world["a"].id]]  # B's count is still current
+    assert '<span class="tracker-nav__count">1</span><span class="usa-sr-only"> items waiting' in html
+
+
 def test_csv_and_dashboard_follow_a_change(app, world):
     officer = _as(app, "officer@example.test")
     assert "Not started" in officer.client.get("/agencies/agency-a/export.csv").get_data(as_text=True)

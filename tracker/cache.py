@@ -317,6 +317,11 @@ def per_request(key, compute):
     return memo[key]
 
 
+def enabled():
+    """Whether this request may use the page cache (it is on, and the request only reads)."""
+    return _usable()
+
+
 def _usable():
     return current_app.config["PAGE_CACHE_ENTRIES"] > 0 and request.method in ("GET", "HEAD")
 

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from tracker import cache
 from tracker.extensions import db
 from tracker.models import Agency, Evidence, EvidenceReview, Membership, Module, Requirement, utcnow
 from tracker.services import audit, notifications
@@ -57,6 +58,21 @@ def _counts_by_agency(agency_ids):
                Evidence.superseded.is_(False))
         .group_by(Requirement.agency_id)
     ).all())
+
+
+def _review_waiting(agency_ids):
+    """Evidence waiting for review in these agencies (None: all). With the page cache on, each agency's count is
+    kept under that agency's version, so after a change the navigation recounts one agency, not all of them."""
+    if not cache.enabled():
+        return _waiting_total() if agency_ids is None else sum(_counts_by_agency(agency_ids).values())
+    if agency_ids is None:
+        agency_ids = cache.value("agency-ids", (), lambda: tuple(db.session.execute(sa.select(Agency.id)).scalars()))
+    return sum(cache.per_agency("review-waiting", agency_ids, _counts_with_zeros).values())
+
+
+def _counts_with_zeros(agency_ids):
+    found = _counts_by_agency(agency_ids)
+    return {agency_id: found.get(agency_id, 0) for agency_id in agency_ids}
 
 
 def _waiting_total():
@@ -124,10 +140,10 @@ def waiting_counts(user, memberships):
     """{'review': n, 'returned': n} for the navigation, from the user's memberships (already loaded): at most
     two small counting queries, none for a count the user's roles cannot have."""
     if user.is_admin:
-        review = _waiting_total()
+        review = _review_waiting(None)
     else:
         monitor_ids = [m.agency_id for m in memberships if m.role == "monitor"]
-        review = sum(_counts_by_agency(monitor_ids).values()) if monitor_ids else 0
+        review = _review_waiting(monitor_ids) if monitor_ids else 0
     returned = 0
     if any(m.role == "officer" for m in memberships):
         returned = db.session.execute(sa.select(sa.func.count()).select_from(returned_for(user).subquery())).scalar()
