@@ -222,6 +222,28 @@ def level_classes(agency):
     return classes
 
 
+@functools.cache
+def _trend_statements(by_module, by_entity):
+    """The trend's two statements, built once per shape (see _statements)."""
+    query = (sa.select(Finding.period_id, ComplianceLevel.label, ComplianceLevel.kind, ComplianceLevel.rank,
+                       sa.func.count())
+             .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
+             .join(Requirement, Requirement.id == Finding.requirement_id)
+             .where(Finding.period_id.in_(sa.bindparam("periods", expanding=True)), monitoring.counted(),
+                    Requirement.terminated_at.is_(None))
+             .group_by(Finding.period_id, ComplianceLevel.label, ComplianceLevel.kind, ComplianceLevel.rank))
+    active = sa.select(sa.func.count()).select_from(Requirement).where(
+        Requirement.agency_id == sa.bindparam("agency"), Requirement.terminated_at.is_(None))
+    if by_module:
+        module_filter = Requirement.module_id == sa.select(Module.id).where(
+            Module.key == sa.bindparam("module_key")).scalar_subquery()
+        query, active = query.where(module_filter), active.where(module_filter)
+    if by_entity:
+        query = query.where(Requirement.entity_id == sa.bindparam("entity"))
+        active = active.where(Requirement.entity_id == sa.bindparam("entity"))
+    return query, active
+
+
 def trend(agency, module_key=None, entity_id=None):
     """Per monitoring period (oldest first): findings by level and the share of active requirements at top."""
     periods = db.session.execute(
@@ -231,26 +253,12 @@ def trend(agency, module_key=None, entity_id=None):
     ).scalars().all()
     if not periods:
         return []
-    query = (sa.select(Finding.period_id, ComplianceLevel.label, ComplianceLevel.kind, ComplianceLevel.rank,
-                       sa.func.count())
-             .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
-             .join(Requirement, Requirement.id == Finding.requirement_id)
-             .where(Finding.period_id.in_([p.id for p in periods]), monitoring.counted(),
-                    Requirement.terminated_at.is_(None))
-             .group_by(Finding.period_id, ComplianceLevel.label, ComplianceLevel.kind, ComplianceLevel.rank))
-    active = sa.select(sa.func.count()).select_from(Requirement).where(
-        Requirement.agency_id == agency.id, Requirement.terminated_at.is_(None))
-    if module_key:
-        module_filter = Requirement.module_id == sa.select(Module.id).where(Module.key == module_key).scalar_subquery()
-        query = query.where(module_filter)
-        active = active.where(module_filter)
-    if entity_id is not None:
-        query = query.where(Requirement.entity_id == entity_id)
-        active = active.where(Requirement.entity_id == entity_id)
-    total = db.session.execute(active).scalar() or 0
+    query, active = _trend_statements(bool(module_key), entity_id is not None)
+    params = {"periods": [p.id for p in periods], "agency": agency.id, "module_key": module_key, "entity": entity_id}
+    total = db.session.execute(active, params).scalar() or 0
     top = monitoring.top_rank(monitoring.scale_levels(agency))
     by_period = {p.id: {"period": p, "levels": {}, "at_top": 0, "rated": 0} for p in periods}
-    for period_id, label, kind, rank, n in db.session.execute(query).all():
+    for period_id, label, kind, rank, n in db.session.execute(query, params).all():
         entry = by_period[period_id]
         entry["levels"][label] = entry["levels"].get(label, 0) + n
         entry["rated"] += n
@@ -274,27 +282,35 @@ def recent_activity(agency, limit=10):
     ).scalars().all()
 
 
-def _upcoming_scope(agency, days, module_key, entity_id):
-    today = utcnow().date()
-    where = [Requirement.agency_id == agency.id, Requirement.is_open, Requirement.terminated_at.is_(None),
-             Requirement.due_date.is_not(None), Requirement.due_date <= today + timedelta(days=days)]
-    if module_key:
-        where.append(Requirement.module_id == sa.select(Module.id).where(Module.key == module_key).scalar_subquery())
-    if entity_id is not None:
-        where.append(Requirement.entity_id == entity_id)
-    return where
+@functools.cache
+def _upcoming_statements(by_module, by_entity, limit):
+    """upcoming()'s and upcoming_total()'s statements, built once per shape (see _statements)."""
+    where = [Requirement.agency_id == sa.bindparam("agency"), Requirement.is_open, Requirement.terminated_at.is_(None),
+             Requirement.due_date.is_not(None), Requirement.due_date <= sa.bindparam("until")]
+    if by_module:
+        where.append(Requirement.module_id == sa.select(Module.id).where(
+            Module.key == sa.bindparam("module_key")).scalar_subquery())
+    if by_entity:
+        where.append(Requirement.entity_id == sa.bindparam("entity"))
+    return (sa.select(Requirement).where(*where).order_by(Requirement.due_date).limit(limit),
+            sa.select(sa.func.count()).select_from(Requirement).where(*where))
+
+
+def _upcoming_params(agency, days, module_key, entity_id):
+    return {"agency": agency.id, "until": utcnow().date() + timedelta(days=days), "module_key": module_key,
+            "entity": entity_id}
 
 
 def upcoming(agency, days=90, limit=15, module_key=None, entity_id=None):
     """Open requirements overdue or due within `days`, soonest first (one module, one entity if given)."""
-    return db.session.execute(sa.select(Requirement).where(*_upcoming_scope(agency, days, module_key, entity_id))
-                              .order_by(Requirement.due_date).limit(limit)).scalars().all()
+    statement = _upcoming_statements(bool(module_key), entity_id is not None, limit)[0]
+    return db.session.execute(statement, _upcoming_params(agency, days, module_key, entity_id)).scalars().all()
 
 
 def upcoming_total(agency, days=90, module_key=None, entity_id=None):
     """How many requirements upcoming() would list without its limit (issue 14: the table says how many more)."""
-    return db.session.execute(sa.select(sa.func.count()).select_from(Requirement)
-                              .where(*_upcoming_scope(agency, days, module_key, entity_id))).scalar()
+    statement = _upcoming_statements(bool(module_key), entity_id is not None, 1)[1]
+    return db.session.execute(statement, _upcoming_params(agency, days, module_key, entity_id)).scalar()
 
 
 SORTS = {
