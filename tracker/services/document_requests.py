@@ -5,6 +5,7 @@ States stored: open, answered, withdrawn, closed. "Overdue" is derived: an open 
 passed (today is judged at read time, so it never goes stale). Requests are between the monitor and the
 agency: committee members do not see them (VIEW_ROLES).
 """
+import functools
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -390,8 +391,17 @@ def nav_counts(user, memberships):
     monitor_ids = [m.agency_id for m in memberships if m.role == "monitor"]
     if not (officer_ids or monitor_ids or user.is_admin):
         return {"requests": 0, "overdue": 0}
-    on = today()
-    for_monitor = DocumentRequest.agency_id.in_(monitor_ids) if not user.is_admin else sa.true()
+    statement = _nav_counts_statement(bool(user.is_admin))
+    total, late = db.session.execute(statement, {"officer_ids": officer_ids, "monitor_ids": monitor_ids,
+                                                 "on": today()}).one()
+    return {"requests": int(total), "overdue": int(late)}
+
+
+@functools.cache
+def _nav_counts_statement(for_admin):
+    """Built once per shape and run with parameters: the navigation asks on every page it renders."""
+    officer_ids, monitor_ids = (sa.bindparam(name, expanding=True) for name in ("officer_ids", "monitor_ids"))
+    for_monitor = DocumentRequest.agency_id.in_(monitor_ids) if not for_admin else sa.true()
     open_ = sa.and_(DocumentRequest.agency_id.in_(officer_ids), DocumentRequest.state == "open")
     extension_waiting = sa.exists().where(DocumentRequestExtension.request_id == DocumentRequest.id,
                                           DocumentRequestExtension.state == "pending")
@@ -399,12 +409,12 @@ def nav_counts(user, memberships):
                                           sa.and_(DocumentRequest.state == "open", extension_waiting)))
     count = sa.func.coalesce(sa.func.sum(sa.case((sa.or_(open_, waiting), 1), else_=0)), 0)
     overdue = sa.func.coalesce(sa.func.sum(sa.case(
-        (sa.and_(open_, DocumentRequest.due_date < on), 1), else_=0)), 0)
+        (sa.and_(open_, DocumentRequest.due_date < sa.bindparam("on")), 1), else_=0)), 0)
     query = sa.select(count, overdue).where(DocumentRequest.state.in_(("open", "answered")))
-    if not user.is_admin:
-        query = query.where(DocumentRequest.agency_id.in_(officer_ids + monitor_ids))
-    total, late = db.session.execute(query).one()
-    return {"requests": int(total), "overdue": int(late)}
+    if not for_admin:
+        query = query.where(sa.or_(DocumentRequest.agency_id.in_(officer_ids),
+                                   DocumentRequest.agency_id.in_(monitor_ids)))
+    return query
 
 
 def agency_summary(agency, limit=5):
