@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from tests.conftest import BASE_CONFIG
@@ -19,6 +20,10 @@ from tracker.extensions import db
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
+
+# `make test` runs these beside both feature suites on two cores, so a swap that takes half a second alone can
+# take several: a longer wait for each expectation (they still fail when the page never gets there).
+expect.set_options(timeout=15_000)
 
 
 def pytest_collection_modifyitems(items):
