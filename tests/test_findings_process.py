@@ -1,6 +1,7 @@
 """Issue 13: draft, shared and filed findings (who sees what when), the agency's responses to a shared draft,
 corrections that never add a rating, per-level and percentage scales from seed/catalog.yaml, deltas against the
 previous filed rating, and the sustainment clock from a court order."""
+import functools
 import re
 from datetime import date
 from pathlib import Path
@@ -31,9 +32,15 @@ SEED = Path(__file__).resolve().parents[1] / "seed" / "catalog.yaml"
 SECRET = "DRAFT-SECRET-NARRATIVE"
 
 
+@functools.cache
+def _seed_catalog():
+    """seed/catalog.yaml parsed once per run (read only: each scale is validated into new objects)."""
+    return yaml.load(SEED.read_text(encoding="utf-8"), Loader=YAML_LOADER)  # noqa: S506 - the safe loader
+
+
 def _seed_scale(db, key):
     """A scale exactly as seed/catalog.yaml declares it (validated by the catalog's own schema)."""
-    data = yaml.load(SEED.read_text(encoding="utf-8"), Loader=YAML_LOADER)  # noqa: S506 - the safe loader
+    data = _seed_catalog()
     spec = ScaleSpec.model_validate(next(s for s in data["compliance_scales"] if s["key"] == key))
     scale = ComplianceScale(**spec.model_dump(exclude={"levels"}))
     scale.levels = [ComplianceLevel(**level.model_dump(), position=j) for j, level in enumerate(spec.levels)]
