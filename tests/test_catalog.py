@@ -13,6 +13,7 @@ from tests.factories import make_agency, make_requirement
 from tracker.models import (
     CITATION_BASIS,
     AuditEvent,
+    CatalogIndicator,
     Citation,
     ComplianceScale,
     Module,
@@ -626,6 +627,30 @@ def test_catalog_pages(app, db, client):
     assert client.get("/catalog/training").status_code == 404
     assert client.get("/catalog/recommendations/CIT-999").status_code == 404
     assert client.get("/catalog/recommendations/nonsense").status_code == 404
+
+
+def test_module_page_lists_its_suggested_indicators_and_the_index_counts_them(app, db, client):
+    """Issue 14: the catalog's suggested indicators are found where its recommendations are, not only on an
+    agency's indicators page; retired ones are not suggested."""
+    load_seed(app, db)
+    suggested = db.session.execute(sa.select(CatalogIndicator).order_by(CatalogIndicator.name)).scalars().all()
+    assert len(suggested) >= 10
+    module = db.session.get(Module, suggested[0].module_id)
+    retired = suggested[-1]
+    retired.retired_at = datetime(2026, 1, 1)
+    db.session.commit()
+
+    html = client.get(f"/catalog/{module.key}").get_data(as_text=True)
+    section = html.split('<h2 id="indicators">Suggested indicators</h2>', 1)[1]
+    for indicator in suggested[:-1]:
+        assert f'<th scope="row">{escape(indicator.name)}</th>' in section, indicator.name
+    assert str(escape(retired.name)) not in section
+    assert "Higher" in section and "Percent" in section
+
+    other = db.session.execute(sa.select(Module).where(Module.id != module.id).limit(1)).scalar_one()
+    assert "Suggested indicators" not in client.get(f"/catalog/{other.key}").get_data(as_text=True)
+    index = client.get("/catalog/").get_data(as_text=True)
+    assert f"<strong>{len(suggested) - 1}</strong> suggested indicators" in index
 
 
 def test_verification_labels_for_each_basis(db, client, tmp_path):

@@ -4,9 +4,13 @@ import sqlalchemy as sa
 from tracker.models import (
     AuditEvent,
     Comment,
+    CommitteeRecommendation,
     DeadlineChange,
     Evidence,
     Finding,
+    Indicator,
+    IndicatorValue,
+    Meeting,
     Membership,
     MonitoringPeriod,
     Requirement,
@@ -40,5 +44,12 @@ def test_every_demo_row_is_audited_and_the_chain_verifies(app, db):
     assert _count(db, User) == _events(db, "user.create")
     assert _count(db, Membership) == _events(db, "membership.set")
     assert _events(db, "demo.load") == 1
+    # Issue 14: the committee's meetings and recommendations, indicators with targets, values and requirements.
+    assert _count(db, Meeting) == _events(db, "meeting.create") == 2
+    assert _count(db, CommitteeRecommendation) == _events(db, "committee_recommendation.submit") == 2
+    assert _events(db, "committee_recommendation.respond") == 1
+    assert _count(db, Indicator, Indicator.target_value.is_not(None)) == _events(db, "indicator.adopt") == 3
+    assert _count(db, IndicatorValue) == _events(db, "indicator.value") == 24
+    assert all(i.requirements for i in db.session.execute(sa.select(Indicator)).scalars())
     verified = runner.invoke(args=["audit", "verify"])
     assert verified.exit_code == 0 and verified.output.startswith("Audit chain OK")

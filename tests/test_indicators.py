@@ -234,6 +234,34 @@ def test_requirements_the_indicator_evidences(client, auth, db, world):
     assert event.after == {"target_value": "80", "requirements": ["DATA-001"]}
 
 
+def test_the_requirement_page_lists_the_indicators_that_evidence_it(client, auth, db, world):
+    """Both ways: the indicator names its requirements, and the requirement's page names its indicators with
+    the latest value against the target."""
+    ind = _indicator(db, world)
+    other = _indicator(db, world, key="arrests", name="Crisis calls ending in arrest", direction="down",
+                       target_value="")
+    for period, value in (("2025-Q1", "40"), ("2025-Q2", "52.5")):
+        indicators.enter_value(ind, {"period": period, "value": value}, actor=world["users"]["officer"])
+    db.session.commit()
+    form = {"name": ind.name, "unit": "percent", "direction": "up", "frequency": "quarter", "target_value": "75"}
+    _login(auth, world, "officer")
+    assert auth.post(f"{BASE}/{ind.id}", {**form, "requirement_ids": [str(world["req"].id)]}).status_code == 303
+    page_url = f"/agencies/harbor/requirements/{world['req'].id}"
+
+    _login(auth, world, "committee")
+    section = client.get(page_url).get_data(as_text=True).split('<h2 id="indicators">Indicators</h2>', 1)[1]
+    section = section.split("<h2", 1)[0]
+    assert f'href="{BASE}/{ind.id}">Crisis calls with a CIT officer on scene</a>' in section
+    assert "<td>52.5% (Q2 2025)</td>" in section and "<td>75%</td>" in section
+    assert "+12.5 points" in section and "Not yet at target" in section
+    assert other.name not in section
+
+    _login(auth, world, "officer")
+    assert auth.post(f"{BASE}/{ind.id}", form).status_code == 303
+    section = client.get(page_url).get_data(as_text=True).split('<h2 id="indicators">Indicators</h2>', 1)[1]
+    assert section.split("<h2", 1)[0].strip().startswith("<p>No indicator is linked to this requirement.")
+
+
 # --- import -------------------------------------------------------------------------------------------
 
 def test_eight_quarters_imported_one_bad_row_writes_nothing_then_chart_dashboard_and_api_agree(

@@ -12,7 +12,16 @@ import yaml
 from seed.demo_pdf import simple_pdf
 from tracker.extensions import db
 from tracker.models import ComplianceScale, Membership, Requirement, Source, User, utcnow
-from tracker.services import accounts, agencies, audit, demo_policies, demo_requests, evidence, monitoring
+from tracker.services import (
+    accounts,
+    agencies,
+    audit,
+    demo_committee,
+    demo_policies,
+    demo_requests,
+    evidence,
+    monitoring,
+)
 from tracker.services import requirements as req_service
 from tracker.services.errors import ValidationFailed
 from tracker.storage import get_store
@@ -61,6 +70,7 @@ def load_demo(path):
     _demo_periods(agency, requirements, data.get("periods", []))
     demo_requests.load(agency, requirements, data)  # issue 13: a monitoring plan and document requests
     demo_policies.load(agency, requirements, data)  # issue 16: policies under review and their training
+    demo_committee.load(agency, requirements, data)  # issue 14: meetings, recommendations, indicators
     audit.record("demo.load", agency, after={"requirements": len(requirements), "users": len(credentials)})
     return credentials
 

@@ -25,6 +25,7 @@ from tracker.models import (
     IndicatorValue,
     Requirement,
 )
+from tracker.models.indicators import indicator_requirement
 from tracker.services import audit
 from tracker.services.errors import ValidationFailed
 
@@ -411,7 +412,20 @@ def agency_indicators(agency, public_only=False):
 
 def summaries(agency, public_only=False, with_breakdowns=False):
     """[Summary] for the agency's indicators: two queries whatever their number or their values'."""
-    indicators = agency_indicators(agency, public_only)
+    return _summaries(agency_indicators(agency, public_only), with_breakdowns)
+
+
+def for_requirement(requirement):
+    """[Summary] of the indicators linked to this requirement (its page lists them): two queries."""
+    linked = db.session.execute(
+        sa.select(Indicator).join(indicator_requirement, indicator_requirement.c.indicator_id == Indicator.id)
+        .where(indicator_requirement.c.requirement_id == requirement.id, Indicator.agency_id == requirement.agency_id)
+        .order_by(Indicator.position, Indicator.id)
+    ).scalars().all()
+    return _summaries(linked)
+
+
+def _summaries(indicators, with_breakdowns=False):
     if not indicators:
         return []
     by_id = {i.id: Summary(i) for i in indicators}

@@ -3,7 +3,8 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, render_template
 
 from tracker.extensions import db
-from tracker.models import Citation, Module, Recommendation, Source
+from tracker.models import CatalogIndicator, Citation, Module, Recommendation, Source
+from tracker.models.indicators import INDICATOR_UNITS
 
 bp = Blueprint("catalog", __name__, url_prefix="/catalog")
 
@@ -20,10 +21,15 @@ def index():
         sa.select(Recommendation.module_id, sa.func.count())
         .where(Recommendation.retired_at.is_(None)).group_by(Recommendation.module_id)
     ).all())
+    indicator_counts = dict(db.session.execute(
+        sa.select(CatalogIndicator.module_id, sa.func.count())
+        .where(CatalogIndicator.retired_at.is_(None)).group_by(CatalogIndicator.module_id)
+    ).all())
     sources = db.session.execute(
         sa.select(Source).order_by(Source.year.desc().nulls_last(), Source.short_title)
     ).scalars().all()
-    return render_template("catalog/index.html", modules=modules, counts=counts, sources=sources)
+    return render_template("catalog/index.html", modules=modules, counts=counts, sources=sources,
+                           indicator_counts=indicator_counts)
 
 
 @bp.get("/<key>")
@@ -34,7 +40,13 @@ def module(key):
     recs = db.session.execute(
         active_recommendations().where(Recommendation.module_id == module.id).order_by(Recommendation.code)
     ).scalars().all()
-    return render_template("catalog/module.html", module=module, recommendations=recs)
+    # Issue 14: the outcome indicators the catalog suggests for this module, which an agency may adopt.
+    indicators = db.session.execute(
+        sa.select(CatalogIndicator).where(CatalogIndicator.module_id == module.id,
+                                          CatalogIndicator.retired_at.is_(None)).order_by(CatalogIndicator.name)
+    ).scalars().all()
+    return render_template("catalog/module.html", module=module, recommendations=recs, indicators=indicators,
+                           units=INDICATOR_UNITS)
 
 
 @bp.get("/recommendations/<code>")

@@ -39,7 +39,8 @@ def _checked(form):
 
 @bp.app_context_processor
 def _helpers():
-    return {"indicator_summaries": indicators.summaries, "indicator_chart": indicators.chart}
+    return {"indicator_summaries": indicators.summaries, "indicator_chart": indicators.chart,
+            "requirement_indicators": indicators.for_requirement}
 
 
 def _requirement_choices(agency):
