@@ -100,7 +100,9 @@ def test_officer_imports_a_decree_as_written_and_completes_a_recurring_duty(page
     page.get_by_role("button", name="Import paragraphs").click()
     expect(page.locator("#flash")).to_contain_text("Imported training.xlsx: 2 added")
 
-    # Group the board by the decree's sections, in the decree's order; the URL keeps it.
+    # Group the board by the decree's sections, in the decree's order; the URL keeps it. htmx (deferred) listens
+    # for the change once the page has loaded: a change made before that is a plain form's, sent by its button.
+    page.wait_for_load_state()
     page.get_by_label("Group by").select_option(label="Decree section")
     expect(page).to_have_url(re.compile(r"group=section"))
     headings = page.locator("#board h2")
