@@ -6,6 +6,7 @@ from tracker.models import (
     Comment,
     CommitteeRecommendation,
     DeadlineChange,
+    DecreeSection,
     Evidence,
     Finding,
     Indicator,
@@ -14,6 +15,7 @@ from tracker.models import (
     Membership,
     MonitoringPeriod,
     Requirement,
+    ResponsibleEntity,
     StatusChange,
     User,
 )
@@ -51,5 +53,12 @@ def test_every_demo_row_is_audited_and_the_chain_verifies(app, db):
     assert _count(db, Indicator, Indicator.target_value.is_not(None)) == _events(db, "indicator.adopt") == 3
     assert _count(db, IndicatorValue) == _events(db, "indicator.value") == 24
     assert all(i.requirements for i in db.session.execute(sa.select(Indicator)).scalars())
+    # Issue 12: the agreement's own paragraphs, imported with their sections, entities and recurring duties.
+    imported = db.session.execute(sa.select(Requirement).where(Requirement.recommendation_id.is_(None))
+                                  .order_by(Requirement.sort_key)).scalars().all()
+    assert [r.code for r in imported] == ["§ II.A ¶ 14", "§ II.A ¶ 15", "§ II.B ¶ 21", "§ II.B ¶ 22", "§ IV ¶ 40"]
+    assert _count(db, DecreeSection) == 3 and _count(db, ResponsibleEntity) == 2
+    assert sum(1 for r in imported if r.cadence_months) == 2 and all(r.section_id for r in imported)
+    assert _events(db, "requirement.import") == 1
     verified = runner.invoke(args=["audit", "verify"])
     assert verified.exit_code == 0 and verified.output.startswith("Audit chain OK")

@@ -17,6 +17,7 @@ from tracker.services import (
     agencies,
     audit,
     demo_committee,
+    demo_decree,
     demo_policies,
     demo_requests,
     evidence,
@@ -71,6 +72,7 @@ def load_demo(path):
     demo_requests.load(agency, requirements, data)  # issue 13: a monitoring plan and document requests
     demo_policies.load(agency, requirements, data)  # issue 16: policies under review and their training
     demo_committee.load(agency, requirements, data)  # issue 14: meetings, recommendations, indicators
+    demo_decree.load(agency, data)  # issue 12: the agreement's own paragraphs, sections and recurring duties
     audit.record("demo.load", agency, after={"requirements": len(requirements), "users": len(credentials)})
     return credentials
 
