@@ -4,7 +4,8 @@ For each database (SQLite always; PostgreSQL when it answers): generates 200 age
 (10 history rows and 2 evidence items each, two monitoring periods with findings) and one agency of 1,000,
 serves the app with gunicorn (gthread) on loopback and measures with wrk at 8 connections, reporting per
 page req/s, p95 and the workers' CPU milliseconds per request:
-- every page on its own, with the fragment cache and cold (PAGE_CACHE_ENTRIES=0);
+- every page on its own, with the fragment cache and cold (PAGE_CACHE_ENTRIES=0), in three rounds with the
+  bare route in each (medians reported);
 - mixed load: readers of the board, dashboard, review queue and roll-up spread over all 200 agencies
   while a writer POSTs 5 status changes a second into random agencies (warm-up under the same load
   first), with the cache hit rate and the writes' p95 and outcomes;
