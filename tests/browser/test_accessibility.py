@@ -20,6 +20,7 @@ from tests.factories import PASSWORD, password_hash
 from tracker import create_app
 from tracker.extensions import db
 from tracker.models import MonitoringPeriod, Requirement, User
+from tracker.models.indicators import indicator_requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a",
@@ -131,6 +132,36 @@ def test_every_page_reachable_by_link_passes_axe_and_reflows_at_320px(browser, d
     visited = _crawl(page, demo, check, demo_app)
     context.close()
     assert len(visited) >= 10, visited
+    assert problems == [], "\n".join(problems)
+
+
+def test_states_the_crawl_may_not_reach_pass_axe_and_reflow(browser, demo, demo_app):
+    """The crawl visits one page per route; these are the same routes with the content the demo data adds: a
+    requirement with indicators, a catalog module with suggested indicators, the board grouped by the agreement's
+    own sections, and a monitoring plan holding those paragraphs."""
+    with demo_app.app_context():
+        req = db.session.execute(sa.select(Requirement).where(Requirement.id.in_(
+            sa.select(indicator_requirement.c.requirement_id))).order_by(Requirement.sort_key).limit(1)).scalar_one()
+        period = db.session.execute(sa.select(MonitoringPeriod).order_by(MonitoringPeriod.id.desc())).scalars().first()
+    urls = [f"/agencies/harbor-city/requirements/{req.id}", "/catalog/data", "/agencies/harbor-city?group=section",
+            f"/agencies/harbor-city/periods/{period.id}/plan"]
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _sign_in(page, demo, "monitor")
+    problems = []
+    for url in urls:
+        assert page.goto(demo + url).status == 200, url
+        problems.extend(f"{url} {v}" for v in _axe(page))
+        page.set_viewport_size({"width": 320, "height": 800})
+        if _page_width(page) > 0:
+            problems.append(f"{url} is {_page_width(page)} px wider than a 320 px window")
+        page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(demo + "/catalog/data")
+    expect(page.get_by_role("heading", name="Suggested indicators")).to_be_visible()
+    page.goto(demo + f"/agencies/harbor-city/requirements/{req.id}")
+    linked = page.get_by_role("table", name=re.compile("^Indicators that show whether this requirement works"))
+    expect(linked.get_by_role("rowheader")).not_to_have_count(0)
+    context.close()
     assert problems == [], "\n".join(problems)
 
 
