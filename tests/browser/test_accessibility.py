@@ -3,7 +3,8 @@ violation and reflows at 320 CSS px; the board, the requirement page, the review
 dashboard, the roll-up and the import page reflow at 320 px and at 200% zoom; keyboard-only journeys check where
 focus lands after each htmx swap and that the live regions are the same elements before and after.
 
-The world is the demo agency (75 requirements, findings, evidence, requests) on its own live server."""
+The world is the demo agency (80 requirements: 75 adopted from the catalog, 5 imported paragraphs; findings,
+evidence, requests, meetings, indicators) on its own live server."""
 import re
 import threading
 from pathlib import Path
