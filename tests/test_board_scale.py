@@ -7,7 +7,15 @@ import pytest
 import sqlalchemy as sa
 
 from tests.factories import make_agency, make_module, make_requirement, make_user
-from tracker.models import AuditEvent, DeadlineChange, Requirement, StatusChange, utcnow
+from tracker.models import (
+    AuditEvent,
+    DeadlineChange,
+    Notification,
+    OutboxMessage,
+    Requirement,
+    StatusChange,
+    utcnow,
+)
 
 HTMX_ROW = {"HX-Request": "true"}
 HTMX_BOARD = {"HX-Request": "true", "HX-Target": "board"}
@@ -219,6 +227,33 @@ def test_bulk_edit_of_50_rows_applies_49_and_names_the_one_changed_meanwhile(cli
     assert [r.id for r in chosen if owners[r.id] == officer2.id] == [r.id for r in chosen[:49]]
     assert owners[late.id] is None
     assert _audits(db, "requirement.owner") == before + 49  # one event per requirement
+
+
+def test_a_bulk_change_sends_each_person_one_message_listing_every_requirement(client, auth, db, big):
+    """Issue 15 follow-up: 30 requirements given to a colleague are one notification (and one e-mail) naming the
+    30, not 30 e-mails; a bulk change of one requirement reads like a single change."""
+    officer2 = big["users"]["officer2"]
+    chosen = [r for r in big["reqs"] if r.owner_id is None][:31]
+    _login(auth)
+    r = _bulk(auth, {"change": "owner", "owner_id": str(officer2.id), "as_of": "0",
+                     "ids": [f"{q.id}:{q.row_version}" for q in chosen[:30]]})
+    assert r.status_code == 303
+    notes = db.session.execute(sa.select(Notification).where(Notification.user_id == officer2.id)).scalars().all()
+    assert len(notes) == 1
+    assert notes[0].subject == "[Harbor City PD] you are the owner of 30 requirements"
+    assert notes[0].body.splitlines() == [f"Olive Officer made you the owner of {q.code}: {q.title}."
+                                          for q in chosen[:30]]
+    assert notes[0].link == "/agencies/agency-a" and notes[0].category == "assigned"
+    mails = db.session.execute(sa.select(OutboxMessage).where(OutboxMessage.user_id == officer2.id)).scalars().all()
+    assert len(mails) == (1 if notes[0].delivery == "immediate" else 0)
+
+    last = chosen[30]
+    assert _bulk(auth, {"change": "owner", "owner_id": str(officer2.id), "as_of": "0",
+                        "ids": [f"{last.id}:{last.row_version}"]}).status_code == 303
+    newest = db.session.execute(sa.select(Notification).where(Notification.user_id == officer2.id)
+                                .order_by(Notification.id.desc()).limit(1)).scalar_one()
+    assert newest.subject == f"[Harbor City PD] {last.code}: you are the owner"
+    assert newest.link == f"/agencies/agency-a/requirements/{last.id}"
 
 
 def test_bulk_status_needs_one_note_for_not_applicable_and_due_dates_one_reason(client, auth, db, big):

@@ -6,8 +6,10 @@ change that rolls back sends nothing and a change that commits cannot lose its m
 notifications wait for the digest (services/outbox.py). Recipients are scoped exactly like pages: a
 member of the event's agency holding a role that sees it (CATEGORY_ROLES), active, and not the actor.
 """
+import contextvars
 import re
 from collections import defaultdict
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from flask import current_app, has_request_context, request
@@ -298,10 +300,46 @@ def outbox_message(user, category, subject, text, html, unsubscribe, dedupe_key=
     return message
 
 
+# The events of one action over many requirements (a bulk edit), collected while batched() is open.
+_batch = contextvars.ContextVar("notification_batch", default=None)
+BATCH_SUBJECTS = {"assigned": "you are the owner of {n} requirements",
+                  "comment": "{n} requirements you own or follow changed"}
+
+
+@contextmanager
+def batched():
+    """One action that changes many requirements tells each recipient once per category, one line per change
+    ("you are the owner of 30 requirements"), instead of sending 30 e-mails. The notifications are written when
+    the block ends, in the same transaction as the changes; nothing is written if the block raises."""
+    events = []
+    token = _batch.set(events)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    by_recipient = defaultdict(list)
+    for event in events:
+        category, user_ids, agency = event[:3]
+        for user_id in user_ids:
+            by_recipient[(category, agency.id if agency is not None else None, user_id)].append(event)
+    for (category, _agency_id, user_id), items in by_recipient.items():
+        _category, _ids, agency, subject, lines, link, actor = items[0]
+        if len(items) > 1:
+            subject = BATCH_SUBJECTS.get(category, "{n} changes").format(n=len(items))
+            lines = [line for item in items for line in item[4]]
+            link = path_for("board.board", slug=agency.slug) if agency is not None else link
+        notify(category, [user_id], agency=agency, subject=subject, lines=lines, link=link, actor=actor)
+
+
 def notify(category, user_ids, *, agency, subject, lines, link="", actor=None, dedupe=None):
     """Write the notifications of one event; returns them. `dedupe(user_id)` gives a key that makes a
-    computed event (a reminder) happen once: recipients whose key exists already are skipped."""
+    computed event (a reminder) happen once: recipients whose key exists already are skipped. Inside
+    batched(), the event is collected and written when the batch ends."""
     assert category in CATEGORIES
+    pending = _batch.get()
+    if pending is not None and dedupe is None:
+        pending.append((category, set(user_ids), agency, subject, lines, link, actor))
+        return []
     ids = set(user_ids)
     if actor is not None and category != ALWAYS_ON:
         ids.discard(actor.id)  # nobody is told about their own change

@@ -267,17 +267,18 @@ def bulk_update(agency_id, versions, action, value, text, *, actor, changed_sinc
                                                   AuditEvent.agency_id == agency_id)
         ).scalars() if i.isdigit()}
     applied, conflicts = [], []
-    for req in targets:
-        seen = versions[req.id]
-        if (seen is not None and seen != req.row_version) or (seen is None and req.id in touched):
-            conflicts.append(req)
-            continue
-        if action == "owner":
-            done = set_owner(req, value, req.row_version, actor=actor)
-        elif action == "status":
-            done = set_status(req, value, text, req.row_version, actor=actor)
-        else:
-            done = set_due_date(req, value, text, req.row_version, actor=actor)
-        if done:
-            applied.append(req)
+    with notifications.batched():  # one e-mail per person for the whole change, not one per requirement
+        for req in targets:
+            seen = versions[req.id]
+            if (seen is not None and seen != req.row_version) or (seen is None and req.id in touched):
+                conflicts.append(req)
+                continue
+            if action == "owner":
+                done = set_owner(req, value, req.row_version, actor=actor)
+            elif action == "status":
+                done = set_status(req, value, text, req.row_version, actor=actor)
+            else:
+                done = set_due_date(req, value, text, req.row_version, actor=actor)
+            if done:
+                applied.append(req)
     return applied, conflicts
