@@ -55,7 +55,9 @@ _no_database_counts = []
 
 
 def _uses_database(item):
-    return bool({"database_url", "pg_schema"} & set(getattr(item, "fixturenames", ())))
+    # The reliability tests start their own servers on TEST_DATABASE_URL (tests/reliability/conftest.py).
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return "reliability" in item.path.parts or bool({"database_url", "pg_schema"} & fixtures)
 
 
 def pytest_collection_modifyitems(config, items):
