@@ -22,6 +22,7 @@ from tests.reliability.conftest import (
     Gunicorn,
     HttpSession,
     _pg_url,
+    app_role_url,
     build_database,
     csrf_token,
     make_pdf,
@@ -58,13 +59,14 @@ def hosts(tmp_path_factory):
     work = tmp_path_factory.mktemp("two-hosts")
     url = _own_database(_pg_url(PG_URL))
     req_ids, password = build_database(url, work / "unused")
+    app_url = app_role_url(url)  # the hosts connect as production's restricted role when make test names it
     with s3_server() as endpoint:
         bucket = f"two-hosts-{uuid.uuid4().hex[:10]}"
         make_bucket(endpoint, bucket)
         servers = []
         try:
             for name in ("a", "b"):
-                env = {**server_env(url, work / f"evidence-{name}"), **CREDENTIALS,
+                env = {**server_env(app_url, work / f"evidence-{name}"), **CREDENTIALS,
                        "EVIDENCE_STORE": f"s3://{bucket}/evidence", "S3_ENDPOINT_URL": endpoint,
                        "RATELIMIT_ENABLED": "true", "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:6379/{REDIS_DB}",
                        "LOGIN_RATE_LIMIT": f"{LOGIN_LIMIT} per minute", "LOCKOUT_THRESHOLD": "3",
