@@ -217,6 +217,33 @@ def test_admin_sees_every_agency_in_the_queue(client, auth, db, rv):
     assert _titles(html) == ["C item", "A item"]
 
 
+@pytest.mark.parametrize("page_cache", [True, False], ids=["page-cache", "cold"])
+def test_the_navigation_count_stops_at_its_cap_and_the_queue_gives_the_exact_figure(app, client, auth, db, rv,
+                                                                                    monkeypatch, page_cache):
+    from tracker.services import reviews
+
+    if not page_cache:
+        app.config["PAGE_CACHE_ENTRIES"] = 0
+    monkeypatch.setattr(reviews, "NAV_CAP", 2)
+    _evidence(db, rv["reqs"]["crisis"], "A item", days_ago=1)
+    _evidence(db, rv["reqs"]["c"], "C item", days_ago=2)
+    db.session.commit()
+    _login(auth, rv, "admin")
+    assert re.search(r'Review queue <span class="tracker-nav__count">2</span>', client.get("/reviews").get_data(
+        as_text=True))
+    _evidence(db, rv["reqs"]["b"], "B item", days_ago=3)
+    db.session.commit()
+    app.extensions["fragment_cache"].clear()  # written around the app: no audit event to invalidate the cache
+    html = client.get("/reviews").get_data(as_text=True)
+    assert re.search(r'Review queue <span class="tracker-nav__count">2\+</span><span class="usa-sr-only"> items '
+                     r'waiting', html)
+    assert "3 items shown, oldest first." in html  # the queue itself counts them all
+    auth.logout()
+    _login(auth, rv, "monitor")  # two agencies, two items: under the cap, exact
+    assert re.search(r'Review queue <span class="tracker-nav__count">2</span>', client.get("/").get_data(
+        as_text=True))
+
+
 # --- the review page ---------------------------------------------------------------------------
 
 def test_review_page_shows_file_sha256_period_versions_and_the_requirement(client, auth, db, rv):

@@ -49,6 +49,7 @@ def _init_extensions(app):
     from tracker.extensions import csrf, db, htmx, limiter, login_manager, migrate
 
     db.init_app(app)
+    app.teardown_request(_engine_events.end_read_transaction)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     login_manager.init_app(app)
     login_manager.session_protection = None  # the server-side session row is the protection

@@ -47,6 +47,13 @@ def register(app):
             "today": utcnow().date(),
         }
 
+    @app.template_filter("nav_count")
+    def nav_count(n):
+        """A navigation badge's figure: exact up to NAV_CAP, then "999+" (the page behind it has the exact one)."""
+        from tracker.services.reviews import NAV_CAP
+
+        return f"{NAV_CAP}+" if n > NAV_CAP else n
+
     @app.template_filter("date")
     def format_date(value):
         if value is None:

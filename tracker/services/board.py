@@ -182,7 +182,7 @@ def _latest_level():
 
     return (sa.select(Finding.level_id).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
             .where(Finding.requirement_id == Requirement.id, MonitoringPeriod.agency_id == Requirement.agency_id,
-                   monitoring.counted())
+                   monitoring.counted(period=MonitoringPeriod))
             .order_by(MonitoringPeriod.end_date.desc(), Finding.id.desc()).limit(1)
             .correlate(Requirement).scalar_subquery())
 
@@ -344,7 +344,8 @@ def disagreement_flags(agency, rows):
         sa.select(Finding.requirement_id, ComplianceLevel)
         .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
         .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
-        .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted(), Finding.requirement_id.in_(ids))
+        .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted(period=MonitoringPeriod),
+               Finding.requirement_id.in_(ids))
         .order_by(MonitoringPeriod.end_date, Finding.id)
     ):
         latest[req_id] = level

@@ -127,20 +127,22 @@ def _summary(agency):
 
 def dashboard_panel(agency, limit=5):
     """The dashboard's committee panel: the counts, the recommendations awaiting an answer (overdue first,
-    then by due date) and the latest answered ones. Three queries."""
-    awaiting = db.session.execute(
+    then by due date) and the latest answered ones. Three queries at most: a list the counts show empty is not
+    looked up."""
+    counts = summary(agency)
+    awaiting = [] if not counts["awaiting"] else db.session.execute(
         sa.select(CommitteeRecommendation).where(CommitteeRecommendation.agency_id == agency.id,
                                                  CommitteeRecommendation.state == "submitted")
         .order_by(CommitteeRecommendation.response_due, CommitteeRecommendation.number).limit(limit)
     ).scalars().all()
-    answered = db.session.execute(
+    answered = [] if not counts["answered"] else db.session.execute(
         sa.select(CommitteeRecommendation, CommitteeResponse.decision)
         .join(CommitteeResponse, sa.and_(CommitteeResponse.recommendation_id == CommitteeRecommendation.id,
                                          CommitteeResponse.is_current.is_(True)))
         .where(CommitteeRecommendation.agency_id == agency.id, CommitteeRecommendation.state == "responded")
         .order_by(CommitteeResponse.created_at.desc(), CommitteeRecommendation.id.desc()).limit(limit)
     ).all()
-    return {"counts": summary(agency), "awaiting": awaiting, "today": today(),
+    return {"counts": counts, "awaiting": awaiting, "today": today(),
             "answered": [(rec, RESPONSE_DECISIONS.get(decision, decision)) for rec, decision in answered]}
 
 

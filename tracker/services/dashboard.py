@@ -151,7 +151,8 @@ def _latest_levels_statement(key, active_scope):
               # planner start from the agency's few periods instead of scanning every finding.
               .join(MonitoringPeriod, sa.and_(MonitoringPeriod.id == Finding.period_id,
                                                MonitoringPeriod.agency_id == Requirement.agency_id))
-              .where(active_scope, monitoring.counted())  # filed periods only: drafts never count
+              # Filed periods only: drafts never count.
+              .where(active_scope, monitoring.counted(period=MonitoringPeriod))
               .subquery())
     tops = (sa.select(ComplianceLevel.scale_id, sa.func.max(ComplianceLevel.rank).label("rank"))
             .where(ComplianceLevel.kind == "rating").group_by(ComplianceLevel.scale_id).subquery())
@@ -244,18 +245,21 @@ def _trend_statements(by_module, by_entity):
     return query, active
 
 
-def trend(agency, module_key=None, entity_id=None):
-    """Per monitoring period (oldest first): findings by level and the share of active requirements at top."""
-    periods = db.session.execute(
-        sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == agency.id,
-                                          MonitoringPeriod.state == monitoring.FILED)
-        .order_by(MonitoringPeriod.end_date)
-    ).scalars().all()
+def trend(agency, module_key=None, entity_id=None, active=None, periods=None):
+    """Per monitoring period (oldest first): findings by level and the share of active requirements at top.
+    `active`: the number of active requirements in scope, and `periods`: the agency's periods (any order), when
+    the caller has them already (the dashboard does: its measures' total and its period list)."""
+    if periods is None:
+        periods = db.session.execute(
+            sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == agency.id,
+                                              MonitoringPeriod.state == monitoring.FILED)
+        ).scalars().all()
+    periods = sorted((p for p in periods if p.state == monitoring.FILED), key=lambda p: (p.end_date, p.id))
     if not periods:
         return []
-    query, active = _trend_statements(bool(module_key), entity_id is not None)
+    query, active_statement = _trend_statements(bool(module_key), entity_id is not None)
     params = {"periods": [p.id for p in periods], "agency": agency.id, "module_key": module_key, "entity": entity_id}
-    total = db.session.execute(active, params).scalar() or 0
+    total = active if active is not None else db.session.execute(active_statement, params).scalar() or 0
     top = monitoring.top_rank(monitoring.scale_levels(agency))
     by_period = {p.id: {"period": p, "levels": {}, "at_top": 0, "rated": 0} for p in periods}
     for period_id, label, kind, rank, n in db.session.execute(query, params).all():
@@ -283,8 +287,9 @@ def recent_activity(agency, limit=10):
 
 
 @functools.cache
-def _upcoming_statements(by_module, by_entity, limit):
-    """upcoming()'s and upcoming_total()'s statements, built once per shape (see _statements)."""
+def _upcoming_statement(by_module, by_entity, limit):
+    """upcoming()'s statement, built once per shape (see _statements). The window count gives the number of
+    matching requirements beside the first `limit` of them, in the same query."""
     where = [Requirement.agency_id == sa.bindparam("agency"), Requirement.is_open, Requirement.terminated_at.is_(None),
              Requirement.due_date.is_not(None), Requirement.due_date <= sa.bindparam("until")]
     if by_module:
@@ -292,25 +297,18 @@ def _upcoming_statements(by_module, by_entity, limit):
             Module.key == sa.bindparam("module_key")).scalar_subquery())
     if by_entity:
         where.append(Requirement.entity_id == sa.bindparam("entity"))
-    return (sa.select(Requirement).where(*where).order_by(Requirement.due_date).limit(limit),
-            sa.select(sa.func.count()).select_from(Requirement).where(*where))
+    return (sa.select(Requirement, sa.func.count().over()).where(*where)
+            .order_by(Requirement.due_date, Requirement.id).limit(limit))
 
 
-def _upcoming_params(agency, days, module_key, entity_id):
-    return {"agency": agency.id, "until": utcnow().date() + timedelta(days=days), "module_key": module_key,
-            "entity": entity_id}
-
-
-def upcoming(agency, days=90, limit=15, module_key=None, entity_id=None):
-    """Open requirements overdue or due within `days`, soonest first (one module, one entity if given)."""
-    statement = _upcoming_statements(bool(module_key), entity_id is not None, limit)[0]
-    return db.session.execute(statement, _upcoming_params(agency, days, module_key, entity_id)).scalars().all()
-
-
-def upcoming_total(agency, days=90, module_key=None, entity_id=None):
-    """How many requirements upcoming() would list without its limit (issue 14: the table says how many more)."""
-    statement = _upcoming_statements(bool(module_key), entity_id is not None, 1)[1]
-    return db.session.execute(statement, _upcoming_params(agency, days, module_key, entity_id)).scalar()
+def upcoming_with_total(agency, days=90, limit=15, module_key=None, entity_id=None):
+    """([requirement], how many in all): open requirements overdue or due within `days`, soonest first (one module,
+    one entity if given), at most `limit` of them, and the number without the limit (issue 14: the table says how
+    many more). One query."""
+    rows = db.session.execute(_upcoming_statement(bool(module_key), entity_id is not None, limit), {
+        "agency": agency.id, "until": utcnow().date() + timedelta(days=days), "module_key": module_key,
+        "entity": entity_id}).all()
+    return [r for r, _n in rows], (rows[0][1] if rows else 0)
 
 
 SORTS = {

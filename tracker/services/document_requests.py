@@ -418,7 +418,8 @@ def _nav_counts_statement(for_admin):
 
 
 def agency_summary(agency, limit=5):
-    """The dashboard panel: counts by state and the outstanding requests due soonest (two queries)."""
+    """The dashboard panel: counts by state and the outstanding requests due soonest (two queries; one when none
+    is open)."""
     on = today()
     counts = dict.fromkeys(STATE_LABELS, 0)
     past_due = sa.func.sum(sa.case((DocumentRequest.due_date < on, 1), else_=0))
@@ -430,7 +431,7 @@ def agency_summary(agency, limit=5):
             counts["overdue"] += int(past or 0)
             n -= int(past or 0)
         counts[state] += n
-    soonest = db.session.execute(
+    soonest = [] if not (counts["open"] or counts["overdue"]) else db.session.execute(
         sa.select(DocumentRequest).where(DocumentRequest.agency_id == agency.id, DocumentRequest.state == "open")
         .order_by(DocumentRequest.due_date, DocumentRequest.id).limit(limit)).scalars().all()
     return {"counts": counts, "soonest": [(r, effective_state(r, on)) for r in soonest]}

@@ -106,7 +106,7 @@ def _latest_finding():
             .select_from(Finding)
             .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
             .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
-            .where(Finding.requirement_id == Requirement.id, monitoring.counted())
+            .where(Finding.requirement_id == Requirement.id, monitoring.counted(period=MonitoringPeriod))
             .order_by(MonitoringPeriod.end_date.desc(), Finding.id.desc()).limit(1)
             .correlate(Requirement).scalar_subquery())
 

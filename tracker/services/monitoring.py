@@ -40,10 +40,16 @@ def filed_period_ids():
     return sa.select(MonitoringPeriod.id).where(MonitoringPeriod.state == FILED).correlate(None)
 
 
-def counted(finding=Finding):
+def counted(finding=Finding, period=None):
     """THE rule every consumer outside the monitoring team uses (dashboards, roll-up, public page, API,
     exports, board flags, requirement page, deltas, sustainment): a current finding of a FILED period.
-    Findings of open or shared periods are confidential drafts and change none of those."""
+    Findings of open or shared periods are confidential drafts and change none of those.
+
+    `period`: the finding's period, when the query joins it already. The rule then reads the joined row's state:
+    the same rule, but PostgreSQL no longer scans every agency's filed periods for each finding (a board page's
+    row query took 5.6 ms, 3.5 of them in that scan)."""
+    if period is not None:
+        return sa.and_(finding.is_current.is_(True), period.state == FILED)
     return sa.and_(finding.is_current.is_(True), finding.period_id.in_(filed_period_ids()))
 
 
@@ -306,7 +312,7 @@ def latest_findings(agency, before=None):
     """{requirement_id: Finding} — each requirement's current finding in its most recent FILED period (ending
     before `before` when given: the previous filed rating, whichever period that was)."""
     query = (sa.select(Finding).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-             .where(MonitoringPeriod.agency_id == agency.id, counted())
+             .where(MonitoringPeriod.agency_id == agency.id, counted(period=MonitoringPeriod))
              .options(sa.orm.contains_eager(Finding.period))
              .order_by(MonitoringPeriod.end_date, Finding.id))
     if before is not None:

@@ -621,19 +621,23 @@ def dashboard_summary(agency, on=None):
         state = display_state(d, on)
         by_state[state] = by_state.get(state, 0) + 1
     by_id = {d.id: d for d in docs}
-    windows = db.session.execute(
-        sa.select(PolicyVersion.document_id, CommentWindow.closes_on)
-        .join(CommentWindow, CommentWindow.version_id == PolicyVersion.id)
-        .where(PolicyVersion.document_id.in_(list(by_id) or [0]), CommentWindow.opens_on <= on,
-               CommentWindow.closes_on >= on).order_by(CommentWindow.closes_on, PolicyVersion.document_id)).all()
-    rounds = db.session.execute(
-        sa.select(PolicyVersion.document_id, ReviewRound.comment_due)
-        .join(ReviewRound, ReviewRound.version_id == PolicyVersion.id)
-        .where(PolicyVersion.document_id.in_(list(by_id) or [0]), ReviewRound.outcome.is_(None))
-        .order_by(ReviewRound.comment_due, PolicyVersion.document_id)).all()
+    if not docs:  # most agencies early in a decree: no deadline to look up
+        return Summary(by_state=by_state, open_windows=[], rounds_due=[])
+    # The open comment windows and the open review rounds' deadlines, in one statement.
+    windows = (sa.select(PolicyVersion.document_id, CommentWindow.closes_on.label("due"),
+                         sa.literal("window").label("kind"))
+               .join(CommentWindow, CommentWindow.version_id == PolicyVersion.id)
+               .where(PolicyVersion.document_id.in_(list(by_id)), CommentWindow.opens_on <= on,
+                      CommentWindow.closes_on >= on))
+    rounds = (sa.select(PolicyVersion.document_id, ReviewRound.comment_due, sa.literal("round"))
+              .join(ReviewRound, ReviewRound.version_id == PolicyVersion.id)
+              .where(PolicyVersion.document_id.in_(list(by_id)), ReviewRound.outcome.is_(None)))
+    both = sa.union_all(windows, rounds).subquery()
+    dated = db.session.execute(sa.select(both).order_by(both.c.due, both.c.document_id)).all()
     return Summary(by_state=by_state,
-                   open_windows=[(by_id[d], c) for d, c in windows if by_id[d].state not in CLOSED_STATES],
-                   rounds_due=[(by_id[d], c) for d, c in rounds])
+                   open_windows=[(by_id[d], c) for d, c, kind in dated
+                                 if kind == "window" and by_id[d].state not in CLOSED_STATES],
+                   rounds_due=[(by_id[d], c) for d, c, kind in dated if kind == "round"])
 
 
 def document_detail(doc):

@@ -167,7 +167,8 @@ def _filed_findings(agency, end):
     and that last filed period."""
     rows = db.session.execute(
         sa.select(Finding).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-        .where(MonitoringPeriod.agency_id == agency.id, MonitoringPeriod.end_date <= end, monitoring.counted())
+        .where(MonitoringPeriod.agency_id == agency.id, MonitoringPeriod.end_date <= end,
+               monitoring.counted(period=MonitoringPeriod))
         .options(sa.orm.contains_eager(Finding.period))
         .order_by(MonitoringPeriod.end_date, MonitoringPeriod.id, Finding.id)).scalars().all()
     latest = {f.requirement_id: f for f in rows}

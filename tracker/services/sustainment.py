@@ -64,7 +64,7 @@ def _runs(agency, requirement_ids):
                        ComplianceLevel.scale_id)
              .join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
              .join(ComplianceLevel, ComplianceLevel.id == Finding.level_id)
-             .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted())
+             .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted(period=MonitoringPeriod))
              .order_by(Finding.requirement_id, MonitoringPeriod.end_date, MonitoringPeriod.id))
     if requirement_ids is not None:
         query = query.where(Finding.requirement_id.in_(requirement_ids))

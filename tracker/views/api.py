@@ -167,7 +167,8 @@ def findings(slug):
     _require_user()
     agency = agency_or_404(slug)
     query = (sa.select(Finding).join(MonitoringPeriod, MonitoringPeriod.id == Finding.period_id)
-             .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted())  # filed periods only
+             # Filed periods only.
+             .where(MonitoringPeriod.agency_id == agency.id, monitoring.counted(period=MonitoringPeriod))
              .options(sa.orm.contains_eager(Finding.period), sa.orm.joinedload(Finding.requirement))
              .order_by(MonitoringPeriod.end_date, Finding.requirement_id))
 

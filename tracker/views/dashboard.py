@@ -53,14 +53,15 @@ def agency(slug):
 def _dashboard_context(agency, modules, module_key, entity_id=None, module_name=""):
     per_module, total, shown = dashboard.agency_measures(agency, module_key or None, entity_id, modules)
     level_classes = dashboard.level_classes(agency)
-    trend = dashboard.trend(agency, module_key or None, entity_id)
+    periods = monitoring.periods(agency)
+    trend = dashboard.trend(agency, module_key or None, entity_id, active=total.total, periods=periods)
+    upcoming, upcoming_total = dashboard.upcoming_with_total(agency, module_key=module_key or None,
+                                                             entity_id=entity_id)
     return {
         "agency": agency, "modules": modules, "module_key": module_key, "per_module": per_module, "total": total,
         "shown": shown, "level_classes": level_classes, "trend": trend,
         # Issue 14 §4: the paragraph in plain language, activity as sentences, how many more deadlines.
         "summary": plain_summary.summary(total, trend, list(level_classes), committee.summary(agency), module_name),
         "activity": activity.recent(agency, g.agency_role, module_key or None, entity_id),
-        "upcoming": dashboard.upcoming(agency, module_key=module_key or None, entity_id=entity_id),
-        "upcoming_total": dashboard.upcoming_total(agency, module_key=module_key or None, entity_id=entity_id),
-        "periods": monitoring.periods(agency), "windows": dashboard.WINDOWS,
+        "upcoming": upcoming, "upcoming_total": upcoming_total, "periods": periods, "windows": dashboard.WINDOWS,
     }
