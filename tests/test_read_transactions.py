@@ -90,3 +90,16 @@ def test_pending_orm_changes_keep_a_read_from_being_committed(app, db):
         assert db.session().in_transaction()
         db.session.rollback()
     assert db.session.scalar(sa.select(Agency.name)) == "Harbor City PD"
+
+
+def test_what_the_view_loaded_stays_loaded_for_a_streamed_response(app, db):
+    """A streamed body (the CSV export) reads the view's objects after the request's teardown has run."""
+    make_agency(slug="agency-a", name="Harbor City PD")
+    db.session.commit()
+    db.session.expunge_all()
+    with app.test_request_context("/agencies/agency-a/export.csv", method="GET"):
+        agency = db.session.execute(sa.select(Agency)).scalar_one()
+        end_read_transaction(None)
+        assert not sa.inspect(agency).expired_attributes
+        db.session.remove()  # what Flask-SQLAlchemy's teardown does next
+        assert agency.id and agency.name == "Harbor City PD"

@@ -89,4 +89,10 @@ def end_read_transaction(error):
         return
     connection = session.connection()
     if connection.dialect.name == "postgresql" and not connection.info.get("wrote", True):
-        session.commit()
+        # Without expiring what the view loaded: a streamed response (the CSV export) reads those objects after
+        # this teardown, as it did after the session's removal, which detaches them but keeps their values.
+        session.expire_on_commit = False
+        try:
+            session.commit()
+        finally:
+            session.expire_on_commit = True
