@@ -4,8 +4,8 @@ For each database (SQLite always; PostgreSQL when it answers): generates 200 age
 (10 history rows and 2 evidence items each, two monitoring periods with findings) and one agency of 1,000,
 serves the app with gunicorn (gthread) on loopback and measures with wrk at 8 connections, reporting per
 page req/s, p95 and the workers' CPU milliseconds per request:
-- every page on its own, with the fragment cache and cold (PAGE_CACHE_ENTRIES=0), in three rounds with the
-  bare route in each (medians reported);
+- every page on its own, with the fragment cache and cold (PAGE_CACHE_ENTRIES=0), in five rounds, each page
+  measured right after the bare route (medians reported);
 - mixed load: readers of the board, dashboard, review queue and roll-up spread over all 200 agencies
   while a writer POSTs 5 status changes a second into random agencies (warm-up under the same load
   first), with the cache hit rate and the writes' p95 and outcomes;
@@ -41,8 +41,8 @@ WARM = os.environ.get("BENCH_WARM", "3s")
 # has been up for a while, which is what users meet (a restart is measured by the cold figures).
 MIXED_WARM = os.environ.get("BENCH_MIXED_WARM", "40s")
 # Pages on their own: rounds of PAGE_DURATION each, medians reported (the guide: repeat, take the median).
-PAGE_ROUNDS = int(os.environ.get("BENCH_PAGE_ROUNDS", 3))
-PAGE_DURATION = os.environ.get("BENCH_PAGE_DURATION", "5s")
+PAGE_ROUNDS = int(os.environ.get("BENCH_PAGE_ROUNDS", 5))
+PAGE_DURATION = os.environ.get("BENCH_PAGE_DURATION", "3s")
 CONNECTIONS = 8
 # gthread: a worker thread waiting on a lock or a slow write does not hold the whole process.
 WORKERS = int(os.environ.get("BENCH_WORKERS", 2))
@@ -257,27 +257,34 @@ def accounts(server):
 
 
 def measure_pages(server, label):
-    """Every page on its own, as served by `server`, in PAGE_ROUNDS rounds (the bare route measured in each, beside
-    the pages): per page the median req/s, p95 and worker CPU ms per request over the rounds, and `share`, the
-    median over rounds of its req/s against that round's bare route (the machine's speed drifts between rounds;
-    a ratio within one round does not)."""
+    """Every page on its own, as served by `server`, in PAGE_ROUNDS rounds. In each round every page is measured
+    right after the bare route, PAGE_DURATION each, and its share is its req/s against that bare measurement:
+    this host's speed moves by half within a minute, so a bare route measured once a round, 30 s before the
+    round's last page, gave shares of 4 % and 21 % to the same page. Per page: the median req/s, p95 and worker
+    CPU ms per request over the rounds, and `share`, the median of its per-round shares."""
     log(f"  pages {label}:")
     signed_in = accounts(server)
+    bare_name, bare_who, bare_path = PAGES[0]
+    for _name, who, path in PAGES:
+        load.wrk(server, path, signed_in[who][0], WARM)
     rounds = {name: [] for name, _w, _p in PAGES}
-    for n in range(PAGE_ROUNDS):
-        for name, who, path in PAGES:
-            if n == 0:
-                load.wrk(server, path, signed_in[who][0], WARM)
-            rounds[name].append(load.wrk(server, path, signed_in[who][0], PAGE_DURATION))
+    pairs = {name: [] for name, _w, _p in PAGES[1:]}
+    for _n in range(PAGE_ROUNDS):
+        for name, who, path in PAGES[1:]:
+            bare = load.wrk(server, bare_path, signed_in[bare_who][0], PAGE_DURATION)
+            page = load.wrk(server, path, signed_in[who][0], PAGE_DURATION)
+            rounds[bare_name].append(bare)
+            rounds[name].append(page)
+            pairs[name].append((page, bare))
+    pairs[bare_name] = [(b, b) for b in rounds[bare_name]]
     measured = {}
-    bare = rounds[PAGES[0][0]]
     for name, _w, _p in PAGES:
         runs = rounds[name]
         measured[name] = m = {key: _median([r[key] for r in runs]) for key in ("rps", "p95_ms", "cpu_ms_per_request")}
         m["errors"] = sum(r["errors"] + r["non2xx"] for r in runs)
-        m["share"] = round(_median([r["rps"] / b["rps"] for r, b in zip(runs, bare, strict=True)]), 4)
+        m["share"] = round(_median([r["rps"] / b["rps"] for r, b in pairs[name]]), 4)
         m["rounds"] = [{"rps": r["rps"], "p95_ms": r["p95_ms"], "cpu_ms_per_request": r["cpu_ms_per_request"],
-                        "share": round(r["rps"] / b["rps"], 4)} for r, b in zip(runs, bare, strict=True)]
+                        "share": round(r["rps"] / b["rps"], 4)} for r, b in pairs[name]]
         log(f"    {name:<26} {m['rps']:>8.1f} req/s  p95 {m['p95_ms']:6.1f} ms  CPU {m['cpu_ms_per_request']:6.2f} ms"
             f"  {100 * m['share']:5.1f} % of bare  errors {m['errors']}  (rounds: "
             + ", ".join(f"{100 * r['share']:.1f} %" for r in m["rounds"]) + ")")

@@ -3,6 +3,7 @@
 Outside a user's memberships the answer is 404, never a hint that the thing exists.
 Inside them, a role that may not do something gets 403.
 """
+import functools
 from collections import namedtuple
 
 import sqlalchemy as sa
@@ -23,13 +24,28 @@ def memberships():
         if not current_user.is_authenticated:
             g.memberships = []
         else:
-            # Roles and ids only: the agencies (with their joined rows) are not loaded for every page, which
-            # for a user in 200 agencies cost 15 ms a request (issue 17/18); user_agencies() reads them itself.
-            g.memberships = db.session.execute(
-                sa.select(Membership).where(Membership.user_id == current_user.id)
-                .options(sa.orm.lazyload(Membership.agency))
-            ).scalars().all()
+            g.memberships = db.session.execute(_statement("memberships"), {"user": current_user.id}).scalars().all()
     return g.memberships
+
+
+@functools.cache
+def _statement(name):
+    """What every page asks (memberships, the agency, the role, the navigation's agencies): built once and run
+    with parameters; building a statement costs about as much as running a small one."""
+    user, agency, limit = sa.bindparam("user"), sa.bindparam("agency"), sa.bindparam("limit")
+    return {
+        # Roles and ids only: the agencies (with their joined rows) are not loaded for every page, which
+        # for a user in 200 agencies cost 15 ms a request (issue 17/18); user_agencies() reads them itself.
+        "memberships": lambda: sa.select(Membership).where(Membership.user_id == user)
+        .options(sa.orm.lazyload(Membership.agency)),
+        "first agencies": lambda: sa.select(Agency.name, Agency.slug).order_by(Agency.name).limit(limit),
+        "first agencies of": lambda: sa.select(Agency.name, Agency.slug)
+        .join(Membership, Membership.agency_id == Agency.id).where(Membership.user_id == user)
+        .order_by(Agency.name).limit(limit),
+        "role": lambda: sa.select(Membership.role).where(Membership.user_id == user, Membership.agency_id == agency),
+        # Nothing eager with it (the agency's instruments load when a page uses them): a found row costs no more.
+        "agency": lambda: sa.select(Agency).where(Agency.slug == sa.bindparam("slug")).options(sa.orm.lazyload("*")),
+    }[name]()
 
 
 def membership_agency_ids():
@@ -63,10 +79,9 @@ def nav_agencies(limit=6):
         return []
     if current_user.is_admin:
         return cache.value("nav-agencies", limit, lambda: tuple(NavLink(*row) for row in db.session.execute(
-            sa.select(Agency.name, Agency.slug).order_by(Agency.name).limit(limit))))
-    return [NavLink(*row) for row in db.session.execute(
-        sa.select(Agency.name, Agency.slug).join(Membership, Membership.agency_id == Agency.id)
-        .where(Membership.user_id == current_user.id).order_by(Agency.name).limit(limit))]
+            _statement("first agencies"), {"limit": limit})))
+    return [NavLink(*row) for row in db.session.execute(_statement("first agencies of"),
+                                                        {"user": current_user.id, "limit": limit})]
 
 
 def role_in(agency):
@@ -82,8 +97,7 @@ def _role_for(agency_id):
     if "memberships" in g:
         return next((m.role for m in g.memberships if m.agency_id == agency_id), None)
     # A user may belong to many agencies; a page about one needs one membership row.
-    return db.session.execute(sa.select(Membership.role).where(
-        Membership.user_id == current_user.id, Membership.agency_id == agency_id)).scalar_one_or_none()
+    return db.session.execute(_statement("role"), {"user": current_user.id, "agency": agency_id}).scalar_one_or_none()
 
 
 def agency_or_404(slug, roles=None):
@@ -92,9 +106,7 @@ def agency_or_404(slug, roles=None):
     Another agency's slug and a slug that does not exist take the same path (issue 19): the membership query
     runs for both (with an id no agency has) and both write the denial line, so timing tells them apart no
     more than the answer does."""
-    # Nothing eager with it (the agency's instruments load when a page uses them): a found row costs no more.
-    agency = db.session.execute(sa.select(Agency).where(Agency.slug == slug)
-                                .options(sa.orm.lazyload("*"))).scalar_one_or_none()
+    agency = db.session.execute(_statement("agency"), {"slug": slug}).scalar_one_or_none()
     role = _role_for(agency.id if agency is not None else 0)
     if role is None or agency is None:
         _log_denied(slug)

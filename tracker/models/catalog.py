@@ -1,4 +1,5 @@
 """The recommendation catalog: modules, sources, recommendations, citations."""
+import functools
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -40,8 +41,10 @@ class Module(Base):
     )
 
     @classmethod
+    @functools.cache
     def in_order(cls):
-        """Every module in catalog order, the order pages, filters and reports list them in."""
+        """Every module in catalog order, the order pages, filters and reports list them in (built once: pages
+        run it on every render, and statements are immutable)."""
         return sa.select(cls).order_by(cls.position)
 
 

@@ -10,6 +10,7 @@ entity) filter only the activity on that module's requirements is listed.
 A fixed number of queries: the events (with the requirement each concerns, worked out in SQL), the
 requirements' codes, the people, and one query per kind of other object on the page.
 """
+import functools
 from datetime import date
 
 import sqlalchemy as sa
@@ -65,24 +66,33 @@ def _requirement_of_event():
 
 
 def _events(agency, role, module_id, entity_id, limit):
-    actions = SHARED_ACTIONS + (STAFF_ACTIONS if role in STAFF_ROLES else ())
-    requirement_id = _requirement_of_event().label("requirement_id")
-    query = (sa.select(AuditEvent, requirement_id)
-             .where(AuditEvent.agency_id == agency.id, AuditEvent.outcome == "success",
+    statement = _events_statement(role in STAFF_ROLES, module_id is not None, entity_id is not None)
+    return db.session.execute(statement, {"agency": agency.id, "module": module_id, "entity": entity_id,
+                                          "limit": limit}).all()
+
+
+@functools.cache
+def _events_statement(staff, by_module, by_entity):
+    """The events query, built once per shape and run with parameters (building it, with its CASE of
+    subqueries, took 0.37 ms a dashboard)."""
+    actions = SHARED_ACTIONS + (STAFF_ACTIONS if staff else ())
+    agency_id = sa.bindparam("agency")
+    query = (sa.select(AuditEvent, _requirement_of_event().label("requirement_id"))
+             .where(AuditEvent.agency_id == agency_id, AuditEvent.outcome == "success",
                     AuditEvent.action.in_(actions))
-             .order_by(AuditEvent.id.desc()).limit(limit))
-    if role not in STAFF_ROLES:  # committee members: shareable evidence only
+             .order_by(AuditEvent.id.desc()).limit(sa.bindparam("limit")))
+    if not staff:  # committee members: shareable evidence only
         restricted = sa.select(Evidence.id).where(Evidence.visibility == "restricted",
                                                   Evidence.id == sa.cast(AuditEvent.object_id, sa.Integer))
         query = query.where(sa.not_(sa.and_(AuditEvent.object_type == "evidence", restricted.exists())))
-    if module_id is not None or entity_id is not None:
-        scope = sa.select(Requirement.id).where(Requirement.agency_id == agency.id)
-        if module_id is not None:
-            scope = scope.where(Requirement.module_id == module_id)
-        if entity_id is not None:
-            scope = scope.where(Requirement.entity_id == entity_id)
+    if by_module or by_entity:
+        scope = sa.select(Requirement.id).where(Requirement.agency_id == agency_id)
+        if by_module:
+            scope = scope.where(Requirement.module_id == sa.bindparam("module"))
+        if by_entity:
+            scope = scope.where(Requirement.entity_id == sa.bindparam("entity"))
         query = query.where(_requirement_of_event().in_(scope))
-    return db.session.execute(query).all()
+    return query
 
 
 def _lookups(rows):

@@ -7,6 +7,7 @@ declined, with reasons and, when accepted in whole or part, the implementation s
 they touch. A later answer replaces the current one; earlier ones stay as history. Each edit names the
 row_version it was made against; a stale one raises Conflict and changes nothing.
 """
+import functools
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -110,19 +111,23 @@ def summary(agency):
 
 
 def _summary(agency):
-    on = today()
-    waiting = CommitteeRecommendation.state == "submitted"
-    row = db.session.execute(
-        sa.select(sa.func.count(),
-                  sa.func.coalesce(sa.func.sum(sa.case((CommitteeRecommendation.state == "responded", 1), else_=0)), 0),
-                  sa.func.coalesce(sa.func.sum(sa.case((waiting, 1), else_=0)), 0),
-                  sa.func.coalesce(sa.func.sum(sa.case(
-                      (sa.and_(waiting, CommitteeRecommendation.response_due < on), 1), else_=0)), 0))
-        .where(CommitteeRecommendation.agency_id == agency.id,
-               CommitteeRecommendation.state.in_(("submitted", "responded")))
-    ).one()
+    row = db.session.execute(_summary_statement(), {"agency": agency.id, "on": today()}).one()
     total, answered, awaiting, overdue = (int(v) for v in row)
     return {"total": total, "answered": answered, "awaiting": awaiting, "overdue": overdue}
+
+
+@functools.cache
+def _summary_statement():
+    """Built once and run with parameters (the dashboard and the committee page ask on every render)."""
+    waiting = CommitteeRecommendation.state == "submitted"
+
+    def count_if(condition):
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    return (sa.select(sa.func.count(), count_if(CommitteeRecommendation.state == "responded"), count_if(waiting),
+                      count_if(sa.and_(waiting, CommitteeRecommendation.response_due < sa.bindparam("on"))))
+            .where(CommitteeRecommendation.agency_id == sa.bindparam("agency"),
+                   CommitteeRecommendation.state.in_(("submitted", "responded"))))
 
 
 def dashboard_panel(agency, limit=5):
@@ -164,13 +169,21 @@ def overdue_by_agency(user, memberships):
     ids = [m.agency_id for m in memberships if m.role in ("officer", "committee")]
     if not (ids or user.is_admin):
         return []
+    rows = db.session.execute(_overdue_statement(bool(user.is_admin)), {"ids": ids, "on": today()})
+    return [(slug, int(n)) for slug, n in rows]
+
+
+@functools.cache
+def _overdue_statement(every_agency):
+    """The navigation asks on every page it renders: built once per shape, run with parameters."""
     query = (sa.select(Agency.slug, sa.func.count())
              .join(CommitteeRecommendation, CommitteeRecommendation.agency_id == Agency.id)
-             .where(CommitteeRecommendation.state == "submitted", CommitteeRecommendation.response_due < today())
+             .where(CommitteeRecommendation.state == "submitted",
+                    CommitteeRecommendation.response_due < sa.bindparam("on"))
              .group_by(Agency.slug, Agency.name).order_by(Agency.name))
-    if not user.is_admin:
-        query = query.where(Agency.id.in_(ids))
-    return [(slug, int(n)) for slug, n in db.session.execute(query)]
+    if not every_agency:
+        query = query.where(Agency.id.in_(sa.bindparam("ids", expanding=True)))
+    return query
 
 
 def requirement_timeline(requirement):

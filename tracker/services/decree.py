@@ -1,5 +1,6 @@
 """The structure of an agency's decree: instruments, sections, responsible entities, and the crosswalk from its
 own paragraphs to the catalog. Every change is audited; nothing here commits."""
+import functools
 from datetime import date
 
 import sqlalchemy as sa
@@ -29,13 +30,21 @@ def instruments(agency):
 
 
 def sections(agency):
-    return db.session.execute(sa.select(DecreeSection).where(DecreeSection.agency_id == agency.id)
-                              .order_by(DecreeSection.sort_key, DecreeSection.id)).scalars().all()
+    return db.session.execute(_statement("sections"), {"agency": agency.id}).scalars().all()
 
 
 def entities(agency):
-    return db.session.execute(sa.select(ResponsibleEntity).where(ResponsibleEntity.agency_id == agency.id)
-                              .order_by(ResponsibleEntity.name)).scalars().all()
+    return db.session.execute(_statement("entities"), {"agency": agency.id}).scalars().all()
+
+
+@functools.cache
+def _statement(name):
+    """The board and the dashboard read these on every render: built once, run with parameters."""
+    if name == "sections":
+        return (sa.select(DecreeSection).where(DecreeSection.agency_id == sa.bindparam("agency"))
+                .order_by(DecreeSection.sort_key, DecreeSection.id))
+    return (sa.select(ResponsibleEntity).where(ResponsibleEntity.agency_id == sa.bindparam("agency"))
+            .order_by(ResponsibleEntity.name))
 
 
 def usage(agency, column):

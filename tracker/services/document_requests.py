@@ -422,10 +422,7 @@ def agency_summary(agency, limit=5):
     is open)."""
     on = today()
     counts = dict.fromkeys(STATE_LABELS, 0)
-    past_due = sa.func.sum(sa.case((DocumentRequest.due_date < on, 1), else_=0))
-    rows = db.session.execute(
-        sa.select(DocumentRequest.state, past_due, sa.func.count())
-        .where(DocumentRequest.agency_id == agency.id).group_by(DocumentRequest.state)).all()
+    rows = db.session.execute(_summary_statement(), {"agency": agency.id, "on": on}).all()
     for state, past, n in rows:
         if state == "open":
             counts["overdue"] += int(past or 0)
@@ -435,6 +432,14 @@ def agency_summary(agency, limit=5):
         sa.select(DocumentRequest).where(DocumentRequest.agency_id == agency.id, DocumentRequest.state == "open")
         .order_by(DocumentRequest.due_date, DocumentRequest.id).limit(limit)).scalars().all()
     return {"counts": counts, "soonest": [(r, effective_state(r, on)) for r in soonest]}
+
+
+@functools.cache
+def _summary_statement():
+    """The dashboard panel's counts, built once and run with parameters."""
+    past_due = sa.func.sum(sa.case((DocumentRequest.due_date < sa.bindparam("on"), 1), else_=0))
+    return (sa.select(DocumentRequest.state, past_due, sa.func.count())
+            .where(DocumentRequest.agency_id == sa.bindparam("agency")).group_by(DocumentRequest.state))
 
 
 def timeline(requirement):

@@ -8,6 +8,7 @@ are given the value is computed from them: percent = 100 × n / d, rate per 1,00
 Reads for the pages (summaries, the chart's geometry) take a fixed number of queries whatever the
 number of indicators or values.
 """
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -404,10 +405,15 @@ class Summary:
 
 
 def agency_indicators(agency, public_only=False):
-    query = sa.select(Indicator).where(Indicator.agency_id == agency.id).order_by(Indicator.position, Indicator.id)
-    if public_only:
-        query = query.where(Indicator.public.is_(True))
-    return db.session.execute(query).scalars().all()
+    return db.session.execute(_indicators_statement(public_only), {"agency": agency.id}).scalars().all()
+
+
+@functools.cache
+def _indicators_statement(public_only):
+    """The dashboard asks on every render: built once per shape, run with parameters."""
+    query = (sa.select(Indicator).where(Indicator.agency_id == sa.bindparam("agency"))
+             .order_by(Indicator.position, Indicator.id))
+    return query.where(Indicator.public.is_(True)) if public_only else query
 
 
 def summaries(agency, public_only=False, with_breakdowns=False):

@@ -5,6 +5,7 @@ Who edits is the view's decision (tracker/views/committee.py): the agency's comp
 committee chair and the administrator. Every agency member reads meetings. Only the administrator marks
 a meeting's agenda or minutes public, and only while the agency's public page is on.
 """
+import functools
 import re
 from datetime import datetime, time, timedelta
 
@@ -85,10 +86,16 @@ def meetings(agency):
 def upcoming(agency, limit=5):
     """Meetings from the start of today on, soonest first (times are the meeting's local time)."""
     start = datetime.combine(utcnow().date(), time.min)
-    return db.session.execute(
-        sa.select(Meeting).where(Meeting.agency_id == agency.id, Meeting.starts_at >= start)
-        .order_by(Meeting.starts_at, Meeting.id).limit(limit)
-    ).scalars().all()
+    return db.session.execute(_upcoming_statement(), {"agency": agency.id, "start": start, "limit": limit}
+                              ).scalars().all()
+
+
+@functools.cache
+def _upcoming_statement():
+    """The dashboard asks on every render: built once, run with parameters."""
+    return (sa.select(Meeting).where(Meeting.agency_id == sa.bindparam("agency"),
+                                     Meeting.starts_at >= sa.bindparam("start"))
+            .order_by(Meeting.starts_at, Meeting.id).limit(sa.bindparam("limit")))
 
 
 def public_meetings(agency):

@@ -6,6 +6,7 @@ tracker/services/sustainment.py.
 Who sees what (issue 13): the monitoring team and admins see every period's findings; the agency's officers
 see a period's findings once its draft is shared (marked draft; they may answer each); everyone else, and every
 count, page, export and API outside the findings grid, sees findings of FILED periods only, through counted()."""
+import functools
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -70,10 +71,14 @@ def findings_visible(period, role):
 
 
 def periods(agency):
-    return db.session.execute(
-        sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == agency.id)
-        .order_by(MonitoringPeriod.end_date.desc(), MonitoringPeriod.id.desc())
-    ).scalars().all()
+    """The agency's monitoring periods, newest first."""
+    return db.session.execute(_periods_statement(), {"agency": agency.id}).scalars().all()
+
+
+@functools.cache
+def _periods_statement():
+    return (sa.select(MonitoringPeriod).where(MonitoringPeriod.agency_id == sa.bindparam("agency"))
+            .order_by(MonitoringPeriod.end_date.desc(), MonitoringPeriod.id.desc()))
 
 
 def create_period(agency, name, start, end, *, actor):
@@ -146,8 +151,13 @@ def file_period(period, filed_on, docket_ref, *, actor):
 def scale_levels(agency):
     scale_id = agency.scale_id
     return cache.per_request(("scale-levels", scale_id), lambda: db.session.execute(
-        sa.select(ComplianceLevel).where(ComplianceLevel.scale_id == scale_id).order_by(ComplianceLevel.position)
-    ).scalars().all())
+        _levels_statement(), {"scale": scale_id}).scalars().all())
+
+
+@functools.cache
+def _levels_statement():
+    return (sa.select(ComplianceLevel).where(ComplianceLevel.scale_id == sa.bindparam("scale"))
+            .order_by(ComplianceLevel.position))
 
 
 def current_findings(period_ids, requirement_ids=None):

@@ -8,6 +8,7 @@ the department answers each comment in its next version; the admin records the a
 States: draft → in review → (in community comment) → revised → … → approved → in effect (from the effective date,
 derived, never written on a read) → superseded. Services flush and audit; views commit.
 """
+import functools
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -615,7 +616,7 @@ class Summary:
 def dashboard_summary(agency, on=None):
     """Counts by displayed state, and the open comment windows and review deadlines, for the dashboard."""
     on = on or today()
-    docs = db.session.execute(sa.select(PolicyDocument).where(PolicyDocument.agency_id == agency.id)).scalars().all()
+    docs = db.session.execute(_documents_statement(), {"agency": agency.id}).scalars().all()
     by_state = {}
     for d in docs:
         state = display_state(d, on)
@@ -638,6 +639,12 @@ def dashboard_summary(agency, on=None):
                    open_windows=[(by_id[d], c) for d, c, kind in dated
                                  if kind == "window" and by_id[d].state not in CLOSED_STATES],
                    rounds_due=[(by_id[d], c) for d, c, kind in dated if kind == "round"])
+
+
+@functools.cache
+def _documents_statement():
+    """The dashboard asks on every render: built once, run with parameters."""
+    return sa.select(PolicyDocument).where(PolicyDocument.agency_id == sa.bindparam("agency"))
 
 
 def document_detail(doc):
