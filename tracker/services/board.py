@@ -123,41 +123,68 @@ def _escape_like(text):
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _conditions(agency, filters, today):
-    where = [Requirement.agency_id == agency.id]
-    if filters.module:
-        where.append(Requirement.module_id == sa.select(Module.id).where(Module.key == filters.module)
+def _shape(filters):
+    """Which filters are set, and how: the board's statements are built once per shape (building one took as
+    long as running it) and run with _params()."""
+    def kind(value):
+        return "none" if value == "none" else bool(value)
+
+    return (bool(filters.module), bool(filters.status), kind(filters.owner), filters.due or "",
+            kind(filters.section), bool(filters.entity), bool(filters.q))
+
+
+def _params(agency, filters, today):
+    return {"agency": agency.id, "module_key": filters.module, "status": filters.status,
+            "owner": int(filters.owner) if filters.owner and filters.owner != "none" else None,
+            "today": today, "soon": today + timedelta(days=SOON_DAYS),
+            "section": int(filters.section) if filters.section and filters.section != "none" else None,
+            "entity": int(filters.entity) if filters.entity else None,
+            "pattern": f"%{_escape_like(filters.q.lower())}%" if filters.q else None}
+
+
+@functools.cache
+def _conditions(shape):
+    by_module, by_status, owner, due, section, by_entity, search = shape
+    today = sa.bindparam("today", type_=sa.Date)
+    where = [Requirement.agency_id == sa.bindparam("agency")]
+    if by_module:
+        where.append(Requirement.module_id == sa.select(Module.id).where(Module.key == sa.bindparam("module_key"))
                      .scalar_subquery())
-    if filters.status:
-        where.append(Requirement.status == filters.status)
-    if filters.owner == "none":
+    if by_status:
+        where.append(Requirement.status == sa.bindparam("status"))
+    if owner == "none":
         where.append(Requirement.owner_id.is_(None))
-    elif filters.owner:
-        where.append(Requirement.owner_id == int(filters.owner))
-    if filters.due == "overdue":
+    elif owner:
+        where.append(Requirement.owner_id == sa.bindparam("owner"))
+    if due == "overdue":
         where += [Requirement.due_date < today, Requirement.is_open]
-    elif filters.due == "upcoming":
-        where += [Requirement.due_date >= today, Requirement.due_date <= today + timedelta(days=SOON_DAYS),
+    elif due == "upcoming":
+        where += [Requirement.due_date >= today, Requirement.due_date <= sa.bindparam("soon", type_=sa.Date),
                   Requirement.is_open]
-    elif filters.due == "none":
+    elif due == "none":
         where.append(Requirement.due_date.is_(None))
-    if filters.section == "none":
+    if section == "none":
         where.append(Requirement.section_id.is_(None))
-    elif filters.section:
-        where.append(Requirement.section_id == int(filters.section))
-    if filters.entity:
-        where.append(Requirement.entity_id == int(filters.entity))
-    if filters.q:
-        pattern = f"%{_escape_like(filters.q.lower())}%"
+    elif section:
+        where.append(Requirement.section_id == sa.bindparam("section"))
+    if by_entity:
+        where.append(Requirement.entity_id == sa.bindparam("entity"))
+    if search:
+        pattern = sa.bindparam("pattern")
         where.append(sa.or_(*(sa.func.lower(col).like(pattern, escape="\\") for col in (
             Requirement.code, Requirement.title, Requirement.summary, Requirement.citation_text))))
-    return where
+    return tuple(where)
 
 
 def matching_ids(agency, filters):
     """Ids of every requirement matching the filters, on every page (bulk edit's "select all"); one query."""
-    return db.session.execute(
-        sa.select(Requirement.id).where(*_conditions(agency, filters, utcnow().date()))).scalars().all()
+    return db.session.execute(_matching_statement(_shape(filters)),
+                              _params(agency, filters, utcnow().date())).scalars().all()
+
+
+@functools.cache
+def _matching_statement(shape):
+    return sa.select(Requirement.id).where(*_conditions(shape))
 
 
 # The columns a board row shows: plain values (no ORM entities), so a page of 100 rows is cheap to load.
@@ -206,11 +233,7 @@ def row_extras(agency, rows):
     level_ids = {r.level_id for r in rows if r.level_id is not None}
     if not level_ids:
         return evidence, {}
-    scale = db.session.execute(
-        sa.select(ComplianceLevel.id, ComplianceLevel.kind, ComplianceLevel.rank, ComplianceLevel.label,
-                  ComplianceLevel.scale_id)
-        .where(sa.or_(ComplianceLevel.id.in_(level_ids), ComplianceLevel.scale_id == agency.scale_id))
-    ).all()
+    scale = db.session.execute(_levels_statement(), {"ids": list(level_ids), "scale": agency.scale_id}).all()
     levels = {lvl.id: lvl for lvl in scale}
     top = monitoring.top_rank([lvl for lvl in scale if lvl.scale_id == agency.scale_id])
     flags = {}
@@ -223,6 +246,15 @@ def row_extras(agency, rows):
         if flag:
             flags[r.id] = flag
     return evidence, flags
+
+
+@functools.cache
+def _levels_statement():
+    """The levels the page's findings use, and the agency's scale (for its top rank); built once."""
+    return (sa.select(ComplianceLevel.id, ComplianceLevel.kind, ComplianceLevel.rank, ComplianceLevel.label,
+                      ComplianceLevel.scale_id)
+            .where(sa.or_(ComplianceLevel.id.in_(sa.bindparam("ids", expanding=True)),
+                          ComplianceLevel.scale_id == sa.bindparam("scale"))))
 
 
 @dataclass
@@ -243,10 +275,6 @@ class ModuleSummary:
     first_page: int
 
 
-def _order(filters):
-    return _ordering(filters.sort, filters.desc, filters.group)
-
-
 @functools.cache
 def _ordering(sort, desc, group="module"):
     status_rank = sa.case({key: i for i, key in enumerate(STATUSES)}, value=Requirement.status, else_=99)
@@ -265,27 +293,19 @@ NO_SECTION = SimpleNamespace(id=0, key="section-none", name="No section")
 
 
 def _groups(filters, modules, sections):
-    """(the column rows are grouped by, the groups in order): modules, or the decree's sections (objects with
-    id, key and name, like a module) and "No section" last."""
+    """The groups rows come in, in order: modules, or the decree's sections (objects with id, key and name, like
+    a module) and "No section" last."""
     if filters.group != "section":
-        return Requirement.module_id, modules
-    return Requirement.section_id, [SimpleNamespace(id=s.id, key=f"section-{s.id}", name=s.label)
-                                    for s in sections] + [NO_SECTION]
+        return modules
+    return [SimpleNamespace(id=s.id, key=f"section-{s.id}", name=s.label) for s in sections] + [NO_SECTION]
 
 
 def board_page(agency, filters, modules, sections=()):
     """One page of the board: module (or section) summaries over every matching row (one GROUP BY) and the
     page's rows (one query), whatever the agency's size. `sections`: the agency's, in order, to group by them."""
-    today = utcnow().date()
-    where = _conditions(agency, filters, today)
-    group_column, modules = _groups(filters, modules, sections)
-    open_overdue = sa.and_(Requirement.due_date < today, Requirement.is_open, Requirement.terminated_at.is_(None))
-    summary = db.session.execute(
-        sa.select(group_column, Requirement.status, sa.func.count(),
-                  sa.func.sum(sa.case((Requirement.terminated_at.is_(None), 1), else_=0)),
-                  sa.func.sum(sa.case((open_overdue, 1), else_=0)))
-        .where(*where).group_by(group_column, Requirement.status)
-    ).all()
+    shape, params = _shape(filters), _params(agency, filters, utcnow().date())
+    modules = _groups(filters, modules, sections)
+    summary = db.session.execute(_summary_statement(shape, filters.group == "section"), params).all()
     per_module = {}
     for module_id, status, n, active, overdue in summary:
         entry = per_module.setdefault(module_id or 0, {"rows": 0, "overdue": 0,
@@ -304,13 +324,29 @@ def board_page(agency, filters, modules, sections=()):
             before += e["rows"]
     rows = []
     if total:
-        rows = db.session.execute(
-            sa.select(*_page_columns()).join(Module, Module.id == Requirement.module_id)
-            .outerjoin(DecreeSection, DecreeSection.id == Requirement.section_id)
-            .outerjoin(User, User.id == Requirement.owner_id).where(*where)
-            .order_by(*_order(filters)).limit(filters.per_page).offset((page - 1) * filters.per_page)
-        ).all()
+        rows = db.session.execute(_rows_statement(shape, filters.sort, filters.desc, filters.group), {
+            **params, "limit": filters.per_page, "offset": (page - 1) * filters.per_page}).all()
     return BoardPage(rows, total, page, pages, summaries)
+
+
+@functools.cache
+def _summary_statement(shape, by_section):
+    group_column = Requirement.section_id if by_section else Requirement.module_id
+    open_overdue = sa.and_(Requirement.due_date < sa.bindparam("today", type_=sa.Date), Requirement.is_open,
+                           Requirement.terminated_at.is_(None))
+    return (sa.select(group_column, Requirement.status, sa.func.count(),
+                      sa.func.sum(sa.case((Requirement.terminated_at.is_(None), 1), else_=0)),
+                      sa.func.sum(sa.case((open_overdue, 1), else_=0)))
+            .where(*_conditions(shape)).group_by(group_column, Requirement.status))
+
+
+@functools.cache
+def _rows_statement(shape, sort, desc, group):
+    return (sa.select(*_page_columns()).join(Module, Module.id == Requirement.module_id)
+            .outerjoin(DecreeSection, DecreeSection.id == Requirement.section_id)
+            .outerjoin(User, User.id == Requirement.owner_id).where(*_conditions(shape))
+            .order_by(*_ordering(sort, desc, group))
+            .limit(sa.bindparam("limit")).offset(sa.bindparam("offset")))
 
 
 def board_row(agency, requirement_id):
