@@ -176,6 +176,11 @@ def _synced_log():
     return log
 
 
+# Every request runs it: built once, run with parameters.
+_SINCE = (sa.select(AuditEvent.id, AuditEvent.hash, AuditEvent.agency_id, AuditEvent.outcome, AuditEvent.action)
+          .where(AuditEvent.id >= sa.bindparam("since")).order_by(AuditEvent.id).limit(sa.bindparam("limit")))
+
+
 class VersionLog:
     """Per app and process: the newest audit event of each agency (for the agencies asked about so far), the
     newest change that belongs to no agency, and the newest change of all. Each request reads only the events
@@ -199,9 +204,7 @@ class VersionLog:
     def sync(self, session):
         position = self.position
         if position is not None:
-            rows = session.execute(sa.select(AuditEvent.id, AuditEvent.hash, AuditEvent.agency_id, AuditEvent.outcome,
-                                             AuditEvent.action).where(AuditEvent.id >= position[0])
-                                   .order_by(AuditEvent.id).limit(self.CATCH_UP + 1)).all()
+            rows = session.execute(_SINCE, {"since": position[0], "limit": self.CATCH_UP + 1}).all()
             if position[0] and not (rows and (rows[0].id, rows[0].hash) == position):
                 rows = None  # the event last seen is gone or different: a restored or rewritten log
             elif position[0]:
