@@ -288,7 +288,7 @@ def recent_activity(agency, limit=10):
 
 @functools.cache
 def _upcoming_statement(by_module, by_entity, limit):
-    """upcoming()'s statement, built once per shape (see _statements). The window count gives the number of
+    """upcoming_with_total()'s statement, built once per shape (see _statements). The window count gives the number of
     matching requirements beside the first `limit` of them, in the same query."""
     where = [Requirement.agency_id == sa.bindparam("agency"), Requirement.is_open, Requirement.terminated_at.is_(None),
              Requirement.due_date.is_not(None), Requirement.due_date <= sa.bindparam("until")]
